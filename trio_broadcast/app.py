@@ -1,0 +1,157 @@
+"""The Quart-Trio app: HTTP routes (UI, health, status, metrics) and the WebSocket endpoint."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+from quart import Response, abort, send_from_directory, websocket
+from quart_trio import QuartTrio
+
+from . import __version__
+from .config import Settings
+from .connection import ConnectParams, run_connection
+from .hub import Hub
+from .metrics import Metrics
+from .origins import origin_allowed
+
+log = structlog.get_logger("trio_broadcast.app")
+
+PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
+FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))
+IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never change
+
+
+class BroadcastApp(QuartTrio):
+    """QuartTrio with the broadcast state attached."""
+
+    settings: Settings
+    hub: Hub
+    metrics: Metrics
+    started_at: float
+
+
+class QuartTransport:
+    """The Quart websocket as a :class:`.connection.Transport`."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    async def receive(self) -> str | bytes | None:
+        data: str | bytes | None = await self._ws.receive()
+        return data
+
+    async def send(self, frame: str) -> None:
+        await self._ws.send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.accept()  # a close before accept would be an HTTP 403 instead
+        await self._ws.close(code, reason)
+
+
+def create_app(settings: Settings | None = None) -> BroadcastApp:
+    """Build the app. Its hub's broadcaster runs in the app-lifetime nursery while serving."""
+    settings = settings if settings is not None else Settings.from_env()
+    app = BroadcastApp(__name__, static_folder=None)
+    app.settings = settings
+    app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}")
+    app.metrics = Metrics(app.hub)
+    app.started_at = time.time()
+    static_dir = Path(settings.static_dir) if settings.static_dir else PACKAGED_STATIC
+
+    @app.before_serving
+    async def start_hub() -> None:
+        await app.nursery.start(app.hub.serve)
+
+    @app.after_serving
+    async def stop_hub() -> None:
+        app.hub.close_all()
+
+    @app.websocket("/ws/events")
+    async def events() -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if not origin_allowed(origin, websocket.headers.get("Host"), settings.allowed_origins):
+            app.hub.count_eviction("origin_rejected")
+            log.warning("refused", reason="origin not allowed", origin=origin)
+            return Response("origin not allowed", status=403)
+        try:
+            params = ConnectParams.from_query(websocket.args.to_dict())
+        except ValueError as error:
+            return Response(str(error), status=400)
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+        await run_connection(
+            app.hub,
+            QuartTransport(ws),
+            params,
+            peer=_peer(websocket.scope),
+            observe_latency=app.metrics.latency.observe,
+        )
+        return None
+
+    @app.get("/health")
+    async def health() -> tuple[dict[str, Any], int]:
+        hub = app.hub
+        status = "healthy"
+        if hub.failed is not None:
+            status = "unhealthy"
+        elif hub.closing:
+            status = "shutting_down"
+        body = {"status": status, "connections": hub.connection_count, "epoch": hub.epoch}
+        return body, 200 if status == "healthy" else 503
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        stats = app.hub.statistics()
+        return {
+            "version": __version__,
+            "uptime": round(time.time() - app.started_at, 3),
+            "epoch": stats.epoch,
+            "seq": stats.seq,
+            "connections": stats.connections,
+            "connections_total": stats.connections_total,
+            "messages_in": stats.messages_in,
+            "messages_out": stats.messages_out,
+            "frames_out": stats.frames_out,
+            "deliveries": stats.deliveries,
+            "evictions": stats.evictions,
+            "errors": stats.errors,
+            "outbox_depth": {"total": stats.outbox_depth_total, "max": stats.outbox_depth_max},
+            "history_length": stats.history_length,
+            "broadcaster_restarts": stats.restarts,
+            "limits": settings.limits(),
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(app.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.get("/")
+    async def index() -> Response:
+        page = static_dir / "index.html"
+        if not page.is_file():
+            page = FALLBACK_PAGE
+        response = await send_from_directory(page.parent, page.name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/<path:path>")
+    async def static_file(path: str) -> Response:
+        if not static_dir.is_dir():
+            abort(404)
+        response = await send_from_directory(static_dir, path)
+        hashed = path.startswith("assets/")
+        response.headers["Cache-Control"] = IMMUTABLE if hashed else "no-cache"
+        return response
+
+    return app
+
+
+def _peer(scope: Any) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+__all__ = ["BroadcastApp", "create_app"]

@@ -1,0 +1,230 @@
+"""One client connection: a reader task and a writer task in a nursery of their own.
+
+Framework-free: it talks to a :class:`Transport` (the Quart websocket in production), so the whole
+lifecycle is exercised by tests without a socket. The reader validates and publishes; the writer
+drains the client's outbox, coalescing queued events into one ``batch`` frame for clients that
+opted in. Whichever way the connection ends (client close, reset, eviction, cancellation,
+shutdown) the ``finally`` takes the subscriber out of the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+import structlog
+import trio
+
+from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
+from .hub import Hub, Subscriber, Subscription
+from .protocol import Outgoing, Publish, encode_batch, encode_error
+from .ratelimit import Verdict
+
+log = structlog.get_logger("trio_broadcast.connection")
+
+REPLAY_CHUNK = 256  # replayed messages per batch frame
+BINARY_REFUSED = ProtocolError(
+    ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+)
+BINARY_REFUSED = ProtocolError(
+    ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+)
+
+
+class Transport(Protocol):
+    """The few WebSocket operations a connection needs."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next client frame: ``str`` for text, ``bytes`` (or ``None``) for binary."""
+
+    async def send(self, frame: str) -> None:
+        """Send one text frame."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame."""
+
+
+@attrs.frozen
+class ConnectParams:
+    """What the client asked for in the handshake's query string."""
+
+    since: int | None = None  # resume after this seq
+    epoch: str | None = None  # ... of this epoch
+    batch: bool = False  # opt in to batched frames
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> ConnectParams:
+        """Validate the query string.
+
+        Raises:
+            ValueError: ``since`` is not a non-negative integer, or comes without ``epoch``.
+        """
+        since_text = query.get("since")
+        epoch = query.get("epoch") or None
+        since = None
+        if since_text is not None:
+            if not since_text.isdigit():
+                raise ValueError("'since' must be a non-negative integer")
+            since = int(since_text)
+            if epoch is None:
+                raise ValueError("'since' needs the 'epoch' it belongs to")
+        return cls(since=since, epoch=epoch, batch=query.get("batch") in {"1", "true"})
+
+
+LatencyObserver = Callable[[float], None]
+
+
+async def run_connection(
+    hub: Hub,
+    transport: Transport,
+    params: ConnectParams,
+    *,
+    peer: str = "",
+    observe_latency: LatencyObserver | None = None,
+) -> None:
+    """Serve one client until it leaves, is dropped, or this call is cancelled.
+
+    A checkpoint; cancelling it is safe and leaves the hub without this client.
+    """
+    try:
+        subscription = hub.subscribe(batch=params.batch, since=params.since, epoch=params.epoch)
+    except CloseConnection as refusal:
+        log.info("refused", peer=peer, code=int(refusal.close_code), reason=refusal.reason)
+        await transport.close(refusal.close_code, refusal.reason)
+        return
+    subscriber = subscription.subscriber
+    log.info(
+        "connected",
+        client_id=subscriber.client_id,
+        peer=peer,
+        batch=params.batch,
+        resume=params.since is not None,
+        connections=hub.connection_count,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _write, hub, subscription, transport, nursery.cancel_scope, observe_latency
+            )
+            await _read(hub, subscriber, transport)
+    finally:
+        hub.unsubscribe(subscriber)
+        subscriber.inbox.close()
+        closing = subscriber.closing
+        log.info(
+            "disconnected",
+            client_id=subscriber.client_id,
+            peer=peer,
+            code=int(closing.close_code) if closing else None,
+            reason=closing.reason if closing else "client left",
+            connections=hub.connection_count,
+        )
+
+
+async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
+    """Take client frames until the connection must close. Errors go back to the client."""
+    while subscriber.closing is None:
+        data = await transport.receive()
+        if not isinstance(data, str):
+            _refuse(hub, subscriber, BINARY_REFUSED)
+            continue
+        try:
+            publish = Publish.from_text(data)
+        except ProtocolError as error:
+            _refuse(hub, subscriber, error)
+            continue
+        verdict = subscriber.limiter.check(trio.current_time())
+        if verdict is Verdict.ABUSE:
+            hub.count_eviction("rate_abuse")
+            log.warning("evicted", client_id=subscriber.client_id, reason="rate_abuse")
+            hub.disconnect(subscriber, PolicyViolationError("publishing over the rate limit"))
+            return
+        if verdict is Verdict.REFUSE:
+            rate = subscriber.limiter.rate
+            _refuse(
+                hub,
+                subscriber,
+                ProtocolError(ErrorCode.RATE_LIMITED, f"over {rate} messages/s; message dropped"),
+            )
+            continue
+        try:
+            await hub.submit(subscriber, publish)
+        except trio.ClosedResourceError:  # shutting down: the writer sends 1001
+            return
+
+
+def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError) -> None:
+    hub.count_error(error.code)
+    log.info("client_error", client_id=subscriber.client_id, code=str(error.code))
+    hub.reply(subscriber, encode_error(error.code, error.detail))
+
+
+async def _write(
+    hub: Hub,
+    subscription: Subscription,
+    transport: Transport,
+    connection_scope: trio.CancelScope,
+    observe_latency: LatencyObserver | None,
+) -> None:
+    """Send the welcome, any replay, then the outbox; finally the close frame.
+
+    Ends the connection (cancels ``connection_scope``) when it is done, whatever the reason.
+    """
+    subscriber = subscription.subscriber
+    try:
+        await transport.send(subscription.welcome)
+        await _send_replay(transport, subscription.replay, batch=subscriber.batch)
+        if subscription.recovery is not None:
+            await transport.send(subscription.recovery.encode())
+        await _drain(hub, subscriber, transport, observe_latency)
+        closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
+        await transport.close(closing.close_code, closing.reason)
+    finally:
+        connection_scope.cancel()
+
+
+async def _send_replay(transport: Transport, replay: list[Outgoing], *, batch: bool) -> None:
+    if batch:
+        for start in range(0, len(replay), REPLAY_CHUNK):
+            chunk = replay[start : start + REPLAY_CHUNK]
+            if len(chunk) == 1:
+                await transport.send(chunk[0].frame)
+            else:
+                await transport.send(encode_batch([entry.frame for entry in chunk]))
+    else:
+        for entry in replay:
+            await transport.send(entry.frame)
+
+
+async def _drain(
+    hub: Hub,
+    subscriber: Subscriber,
+    transport: Transport,
+    observe_latency: LatencyObserver | None,
+) -> None:
+    """Send outbox entries until the hub closes the outbox."""
+    inbox = subscriber.inbox
+    batch = subscriber.batch
+    async for first in inbox:
+        if subscriber.closing is not None:
+            return
+        subscriber.queued_bytes -= first.size
+        if batch:
+            frames = [first.frame]
+            while True:
+                try:
+                    entry = inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                subscriber.queued_bytes -= entry.size
+                frames.append(entry.frame)
+            frame = frames[0] if len(frames) == 1 else encode_batch(frames)
+            count = len(frames)
+        else:
+            frame = first.frame
+            count = 1
+        await transport.send(frame)
+        hub.count_written(1, count)
+        if observe_latency is not None:
+            observe_latency(trio.current_time() - first.created)

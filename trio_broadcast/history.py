@@ -1,0 +1,66 @@
+"""The bounded history of broadcasts that lets a reconnecting client resume. Pure, no I/O."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+from .protocol import Outgoing, Recovery
+
+
+class History:
+    """The newest broadcasts, bounded by count (``size``) and age (``ttl`` seconds).
+
+    Sequence numbers in it are contiguous: it only ever drops from the old end.
+    """
+
+    def __init__(self, size: int, ttl: float | None) -> None:
+        self._entries: collections.deque[Outgoing] = collections.deque(maxlen=size or 1)
+        self._size = size  # 0 keeps nothing
+        self._ttl = ttl  # seconds; None keeps entries until they are pushed out by count
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        return iter(self._entries)
+
+    def append(self, entry: Outgoing) -> None:
+        if self._size:
+            self._entries.append(entry)
+
+    def expire(self, now: float) -> None:
+        """Drop entries older than ``ttl`` (``now`` on the clock of ``Outgoing.created``)."""
+        if self._ttl is None:
+            return
+        oldest_allowed = now - self._ttl
+        while self._entries and self._entries[0].created < oldest_allowed:
+            self._entries.popleft()
+
+    def recover(
+        self, since: int, epoch_matches: bool, current_seq: int, now: float
+    ) -> tuple[list[Outgoing], Recovery]:
+        """The broadcasts after ``since`` that are still here, and how complete they are."""
+        if not epoch_matches or since > current_seq or since < 0:
+            return [], Recovery(
+                complete=False, reason="epoch_mismatch", since=since, replayed=0, seq=current_seq
+            )
+        self.expire(now)
+        if since == current_seq:
+            return [], Recovery(complete=True, since=since, replayed=0, seq=current_seq)
+        first_seq = self._entries[0].seq if self._entries else current_seq + 1
+        if since + 1 >= first_seq:
+            start = since + 1 - first_seq
+            replay = [self._entries[i] for i in range(start, len(self._entries))]
+            return replay, Recovery(
+                complete=True, since=since, replayed=len(replay), seq=current_seq
+            )
+        replay = list(self._entries)
+        return replay, Recovery(
+            complete=False,
+            reason="history_expired",
+            since=since,
+            first_seq=first_seq,
+            replayed=len(replay),
+            seq=current_seq,
+        )

@@ -1,0 +1,357 @@
+"""The fan-out core: subscribers, their bounded outboxes, the broadcaster task, the slow-consumer
+policy. Knows nothing of Quart or sockets.
+
+Data path of one message: a connection's reader calls :meth:`Hub.submit` (awaits room in the
+bounded intake: publishers get back-pressure), the broadcaster task (:meth:`Hub.serve`) takes it,
+gives it the next ``seq``, encodes it **once** into an :class:`~.protocol.Outgoing`, keeps it in
+the history and ``send_nowait``\\ s that same object into every other subscriber's outbox. An outbox
+that is full, by count or by bytes, gets the slow-consumer policy: the subscriber is dropped and
+told to close with 4008. Nothing on that path awaits per subscriber.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import time
+from collections.abc import Callable
+
+import attrs
+import structlog
+import trio
+
+from .config import Settings
+from .errors import CloseCode, CloseConnection, SlowConsumerError
+from .history import History
+from .protocol import (
+    Outgoing,
+    Publish,
+    Recovery,
+    encode_ack,
+    encode_message,
+    encode_welcome,
+    format_timestamp,
+)
+from .ratelimit import RateLimiter
+
+log = structlog.get_logger("trio_broadcast.hub")
+
+INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
+MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
+RESTART_WINDOW = 60.0  # seconds
+
+
+@attrs.define(eq=False)
+class Subscriber:
+    """One connected client as the hub sees it.
+
+    The hub owns ``outbox`` (the send end) and closes it when the subscriber leaves; the
+    connection owns ``inbox`` and drains it.
+    """
+
+    client_id: str  # random, sent in the welcome frame and as ``sender``
+    batch: bool  # the client opted in to batched frames
+    outbox: trio.MemorySendChannel[Outgoing]  # hub side: send_nowait only
+    inbox: trio.MemoryReceiveChannel[Outgoing]  # connection side: the writer drains it
+    limiter: RateLimiter  # publish rate limit of this client
+    queued_bytes: int = 0  # bytes in the outbox, against outbox_bytes
+    closing: CloseConnection | None = None  # set once: why the connection must close
+
+
+@attrs.frozen
+class Subscription:
+    """What :meth:`Hub.subscribe` hands a new connection."""
+
+    subscriber: Subscriber
+    welcome: str  # the encoded welcome frame
+    replay: list[Outgoing]  # missed broadcasts to send before anything from the outbox
+    recovery: Recovery | None  # the ``recovered`` frame, when the client asked to resume
+
+
+@attrs.frozen
+class HubStatistics:
+    """A snapshot of the hub's counters (see :meth:`Hub.statistics`)."""
+
+    epoch: str
+    seq: int
+    connections: int
+    connections_total: int
+    messages_in: int
+    deliveries: int
+    frames_out: int
+    messages_out: int
+    evictions: dict[str, int]
+    errors: dict[str, int]
+    outbox_depth_total: int
+    outbox_depth_max: int
+    history_length: int
+    intake_depth: int
+    restarts: int
+    failed: bool
+
+
+class Hub:
+    """Subscribers and the broadcaster. Create one per app; run :meth:`serve` in a nursery."""
+
+    def __init__(self, settings: Settings, *, server_name: str) -> None:
+        self.settings = settings
+        self.server_name = server_name  # sent in welcome frames
+        self.epoch = secrets.token_hex(4)  # names this history; new on every start
+        self.seq = 0  # the newest broadcast's sequence number
+        self.closing = False  # shutting down: no new subscribers
+        self.failed: BaseException | None = None  # set when the broadcaster gave up
+        self.failed_event = trio.Event()  # set together with ``failed``
+        self._subscribers: dict[str, Subscriber] = {}
+        self._history = History(settings.history_size, settings.history_ttl)
+        self._intake_send, self._intake_receive = trio.open_memory_channel[
+            tuple[Subscriber, Publish]
+        ](INTAKE_SIZE)
+        self._count_changed = trio.Event()  # replaced on every (un)subscribe
+        self._restarts: collections.deque[float] = collections.deque()
+        self._counters = collections.Counter[str]()
+        self._evictions = collections.Counter[str]()
+        self._errors = collections.Counter[str]()
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(
+        self, *, batch: bool = False, since: int | None = None, epoch: str | None = None
+    ) -> Subscription:
+        """Register a new client, atomically with its resume snapshot.
+
+        Not a checkpoint: nothing can be broadcast between taking the snapshot and registering.
+
+        Raises:
+            CloseConnection: 1001 while shutting down, 1011 when the hub has failed,
+                1013 at ``max_connections``.
+        """
+        if self.closing:
+            raise CloseConnection("server shutting down", CloseCode.GOING_AWAY)
+        if self.failed is not None:
+            raise CloseConnection("server unavailable", CloseCode.INTERNAL_ERROR)
+        limit = self.settings.max_connections
+        if limit is not None and len(self._subscribers) >= limit:
+            self._evictions["connection_limit"] += 1
+            raise CloseConnection("server at its connection limit", CloseCode.TRY_AGAIN_LATER)
+        client_id = secrets.token_hex(6)
+        while client_id in self._subscribers:  # pragma: no cover - 48 random bits
+            client_id = secrets.token_hex(6)
+        outbox, inbox = trio.open_memory_channel[Outgoing](self.settings.outbox_messages)
+        subscriber = Subscriber(
+            client_id=client_id,
+            batch=batch,
+            outbox=outbox,
+            inbox=inbox,
+            limiter=RateLimiter(
+                self.settings.publish_rate,
+                self.settings.publish_burst,
+                self.settings.rate_limit_strikes,
+            ),
+        )
+        replay: list[Outgoing] = []
+        recovery = None
+        if since is not None:
+            replay, recovery = self._history.recover(
+                since, epoch == self.epoch, self.seq, trio.current_time()
+            )
+        self._subscribers[client_id] = subscriber
+        self._notify_count()
+        self._counters["connections_total"] += 1
+        welcome = encode_welcome(
+            client_id=client_id,
+            seq=self.seq,
+            epoch=self.epoch,
+            connections=len(self._subscribers),
+            server=self.server_name,
+            batch=batch,
+            limits=self.settings.limits(),
+        )
+        return Subscription(subscriber, welcome, replay, recovery)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Forget a subscriber (idempotent, never blocks). Its outbox is closed."""
+        if self._subscribers.get(subscriber.client_id) is subscriber:
+            del self._subscribers[subscriber.client_id]
+            self._notify_count()
+        subscriber.outbox.close()
+
+    def _notify_count(self) -> None:
+        self._count_changed.set()
+        self._count_changed = trio.Event()
+
+    async def wait_connections(self, predicate: Callable[[int], bool]) -> None:
+        """Wait until ``predicate(connection_count)`` holds. A checkpoint if it already does."""
+        await trio.lowlevel.checkpoint()
+        while not predicate(len(self._subscribers)):
+            await self._count_changed.wait()
+
+    def disconnect(self, subscriber: Subscriber, reason: CloseConnection) -> None:
+        """Drop a subscriber and tell its connection to close with ``reason.close_code``."""
+        if subscriber.closing is None:
+            subscriber.closing = reason
+        self.unsubscribe(subscriber)
+
+    def close_all(self) -> None:
+        """Shutdown: refuse new subscribers and ask every connection to close with 1001."""
+        self.closing = True
+        for subscriber in list(self._subscribers.values()):
+            self.disconnect(
+                subscriber, CloseConnection("server shutting down", CloseCode.GOING_AWAY)
+            )
+        self._intake_send.close()
+
+    def reply(self, subscriber: Subscriber, frame: str) -> None:
+        """Queue a frame for one subscriber only (an error or ack); never blocks."""
+        self._offer(subscriber, Outgoing.of(frame, trio.current_time()))
+
+    def count_error(self, code: str) -> None:
+        self._errors[code] += 1
+
+    def count_written(self, frames: int, messages: int) -> None:
+        """Called by writers after each frame; feeds messages out / frames out."""
+        self._counters["frames_out"] += frames
+        self._counters["messages_out"] += messages
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def submit(self, subscriber: Subscriber, publish: Publish) -> None:
+        """Hand a message to the broadcaster. Blocks while the intake is full (back-pressure).
+
+        A checkpoint. Cancel-safe: a cancelled submit was not accepted.
+
+        Raises:
+            trio.ClosedResourceError: the hub is shutting down.
+        """
+        await self._intake_send.send((subscriber, publish))
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the broadcaster until the intake closes (shutdown) or the task is cancelled.
+
+        A crash is logged and the loop restarted; more than ``MAX_RESTARTS`` crashes within
+        ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
+        reports it, and the error is raised.
+        """
+        task_status.started()
+        while True:
+            try:
+                await self._broadcast_loop()
+            except Exception as error:
+                now = trio.current_time()
+                self._restarts.append(now)
+                while self._restarts and self._restarts[0] < now - RESTART_WINDOW:
+                    self._restarts.popleft()
+                if len(self._restarts) <= MAX_RESTARTS:
+                    log.exception("broadcaster_crashed", restart=len(self._restarts))
+                    continue
+                log.critical("broadcaster_failed", restarts=len(self._restarts), exc_info=True)
+                self._fail(error)
+                raise
+            return
+
+    def _fail(self, error: BaseException) -> None:
+        self.failed = error
+        for subscriber in list(self._subscribers.values()):
+            self.disconnect(
+                subscriber, CloseConnection("server unavailable", CloseCode.INTERNAL_ERROR)
+            )
+        self.failed_event.set()
+
+    async def _broadcast_loop(self) -> None:
+        receive_nowait = self._intake_receive.receive_nowait
+        async for subscriber, publish in self._intake_receive:
+            self._broadcast(subscriber, publish)
+            # Everything already queued goes out in this scheduling round, not one per round.
+            while True:
+                try:
+                    subscriber, publish = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                self._broadcast(subscriber, publish)
+
+    def _broadcast(self, sender: Subscriber, publish: Publish) -> None:
+        seq = self.seq + 1
+        self.seq = seq
+        timestamp = format_timestamp(time.time())
+        now = trio.current_time()
+        entry = Outgoing.of(
+            encode_message(seq, publish.message, timestamp, sender.client_id), now, seq
+        )
+        self._history.append(entry)
+        self._counters["messages_in"] += 1
+        evicted: list[Subscriber] = []
+        max_bytes = self.settings.outbox_bytes
+        delivered = 0
+        for subscriber in self._subscribers.values():
+            if subscriber is sender:
+                continue
+            if subscriber.queued_bytes + entry.size > max_bytes:
+                evicted.append(subscriber)
+                continue
+            try:
+                subscriber.outbox.send_nowait(entry)
+            except trio.WouldBlock:
+                evicted.append(subscriber)
+                continue
+            subscriber.queued_bytes += entry.size
+            delivered += 1
+        self._counters["deliveries"] += delivered
+        for subscriber in evicted:
+            self._evict_slow(subscriber)
+        if sender.closing is None:
+            self._offer(sender, Outgoing.of(encode_ack(seq, timestamp, publish.id), now, seq))
+
+    def _offer(self, subscriber: Subscriber, entry: Outgoing) -> None:
+        if subscriber.closing is not None:
+            return
+        if subscriber.queued_bytes + entry.size > self.settings.outbox_bytes:
+            self._evict_slow(subscriber)
+            return
+        try:
+            subscriber.outbox.send_nowait(entry)
+        except trio.WouldBlock:
+            self._evict_slow(subscriber)
+        except trio.ClosedResourceError:
+            return
+        else:
+            subscriber.queued_bytes += entry.size
+
+    def _evict_slow(self, subscriber: Subscriber) -> None:
+        self._evictions["slow_consumer"] += 1
+        log.warning(
+            "evicted",
+            client_id=subscriber.client_id,
+            reason="slow_consumer",
+            queued=subscriber.outbox.statistics().current_buffer_used,
+            queued_bytes=subscriber.queued_bytes,
+        )
+        self.disconnect(subscriber, SlowConsumerError("slow consumer: outbox overflowed"))
+
+    def count_eviction(self, reason: str) -> None:
+        self._evictions[reason] += 1
+
+    # -- introspection -------------------------------------------------------------------
+
+    def statistics(self) -> HubStatistics:
+        depths = [s.outbox.statistics().current_buffer_used for s in self._subscribers.values()]
+        return HubStatistics(
+            epoch=self.epoch,
+            seq=self.seq,
+            connections=len(self._subscribers),
+            connections_total=self._counters["connections_total"],
+            messages_in=self._counters["messages_in"],
+            deliveries=self._counters["deliveries"],
+            frames_out=self._counters["frames_out"],
+            messages_out=self._counters["messages_out"],
+            evictions=dict(self._evictions),
+            errors=dict(self._errors),
+            outbox_depth_total=sum(depths),
+            outbox_depth_max=max(depths, default=0),
+            history_length=len(self._history),
+            intake_depth=self._intake_receive.statistics().current_buffer_used,
+            restarts=len(self._restarts),
+            failed=self.failed is not None,
+        )

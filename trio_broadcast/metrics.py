@@ -1,0 +1,99 @@
+"""Prometheus metrics: read from the hub's counters at scrape time, plus a latency histogram.
+
+The fan-out path only bumps plain integers (see :meth:`.Hub.statistics`); this collector turns
+them into metric families when ``/metrics`` is scraped, so metrics cost nothing per delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .hub import Hub
+
+PREFIX = "trio_broadcast"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class HubCollector(Collector):
+    """Exposes :meth:`.Hub.statistics` as Prometheus metric families."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._hub.statistics()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_connections", "Clients connected", value=stats.connections
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_connections", "Clients accepted since start", value=stats.connections_total
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_messages_received",
+            "Messages accepted for broadcast",
+            value=stats.messages_in,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_deliveries",
+            "Broadcast messages queued for a subscriber (fan-out)",
+            value=stats.deliveries,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_messages_sent", "Events written to clients", value=stats.messages_out
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_frames_sent", "WebSocket frames written to clients", value=stats.frames_out
+        )
+        evictions = CounterMetricFamily(
+            f"{PREFIX}_evictions", "Connections dropped or refused by policy", labels=["reason"]
+        )
+        for reason, count in sorted(stats.evictions.items()):
+            evictions.add_metric([reason], count)
+        yield evictions
+        errors = CounterMetricFamily(
+            f"{PREFIX}_client_errors", "Client frames refused, by error code", labels=["code"]
+        )
+        for code, count in sorted(stats.errors.items()):
+            errors.add_metric([code], count)
+        yield errors
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_outbox_depth", "Events queued in outboxes", labels=["stat"]
+        )
+        depth.add_metric(["total"], stats.outbox_depth_total)
+        depth.add_metric(["max"], stats.outbox_depth_max)
+        yield depth
+        yield GaugeMetricFamily(
+            f"{PREFIX}_intake_depth",
+            "Messages waiting for the broadcaster",
+            value=stats.intake_depth,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_history_length", "Broadcasts kept for resume", value=stats.history_length
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_seq", "Newest broadcast sequence number", value=stats.seq
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_broadcaster_restarts", "Broadcaster crashes recovered", value=stats.restarts
+        )
+
+
+class Metrics:
+    """One registry per app (so several apps can live in one process, as in tests)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(HubCollector(hub))
+        self.latency = Histogram(
+            f"{PREFIX}_broadcast_latency_seconds",
+            "From accepting a message to writing it to a subscriber's socket",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,168 @@
+"""Wire models and codec: what clients send, what the server sends. Pure functions, no I/O.
+
+Every server frame is encoded here, exactly once: a broadcast is encoded when it is accepted and
+the same text goes to every subscriber (see :class:`Outgoing`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from .errors import ErrorCode, ProtocolError
+
+MAX_ID_LENGTH = 64  # characters in a client-chosen publish ``id``
+PUBLISH_FIELDS = frozenset({"message", "id"})
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@attrs.frozen
+class Publish:
+    """One message a client asked to broadcast."""
+
+    message: str  # the text to broadcast
+    id: str | None = None  # client-chosen, echoed in the ack
+
+    @classmethod
+    def from_text(cls, text: str) -> Publish:
+        """Decode a client text frame.
+
+        Raises:
+            ProtocolError: the frame is not a valid publish; ``code`` says why.
+        """
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ProtocolError(ErrorCode.INVALID_JSON, str(error)) from None
+        if not isinstance(data, dict):
+            raise ProtocolError(
+                ErrorCode.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
+            )
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Publish:
+        """Validate a decoded JSON object.
+
+        Raises:
+            ProtocolError: a field is missing, of the wrong type, or unknown.
+        """
+        unknown = sorted(set(data) - PUBLISH_FIELDS)
+        if unknown:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_FIELD,
+                f"unknown field(s): {', '.join(unknown)}; "
+                "a publish has 'message' and an optional 'id'",
+            )
+        message = data.get("message")
+        if not isinstance(message, str):
+            what = "missing" if "message" not in data else f"a {type(message).__name__}"
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"'message' must be a string, it is {what}"
+            )
+        id_ = data.get("id")
+        if id_ is not None and (not isinstance(id_, str) or len(id_) > MAX_ID_LENGTH):
+            raise ProtocolError(
+                ErrorCode.INVALID_ID, f"'id' must be a string of at most {MAX_ID_LENGTH} characters"
+            )
+        return cls(message=message, id=id_)
+
+
+@attrs.frozen
+class Outgoing:
+    """One server frame, encoded once; a broadcast's instance is shared by every outbox."""
+
+    frame: str  # the JSON text sent on the wire
+    size: int  # len(frame) in UTF-8 bytes, counted against outbox_bytes
+    created: float  # trio.current_time() when accepted, for the latency histogram
+    seq: int = 0  # broadcast sequence number; 0 for frames that are not broadcasts
+
+    @classmethod
+    def of(cls, frame: str, created: float, seq: int = 0) -> Outgoing:
+        size = len(frame) if frame.isascii() else len(frame.encode())
+        return cls(frame=frame, size=size, created=created, seq=seq)
+
+
+def format_timestamp(unix_time: float) -> str:
+    """ISO 8601 with microseconds and a UTC offset: ``2026-11-25T10:00:00.123456+00:00``."""
+    return datetime.fromtimestamp(unix_time, UTC).isoformat(timespec="microseconds")
+
+
+def encode_message(seq: int, message: str, timestamp: str, sender: str) -> str:
+    return _dumps(
+        {
+            "type": "message",
+            "seq": seq,
+            "message": message,
+            "timestamp": timestamp,
+            "sender": sender,
+        }
+    )
+
+
+def encode_ack(seq: int, timestamp: str, id_: str | None) -> str:
+    frame: dict[str, Any] = {"type": "ack", "seq": seq, "timestamp": timestamp}
+    if id_ is not None:
+        frame["id"] = id_
+    return _dumps(frame)
+
+
+def encode_error(code: ErrorCode, detail: str) -> str:
+    return _dumps({"type": "error", "code": str(code), "detail": detail})
+
+
+def encode_welcome(
+    *,
+    client_id: str,
+    seq: int,
+    epoch: str,
+    connections: int,
+    server: str,
+    batch: bool,
+    limits: Mapping[str, Any],
+) -> str:
+    return _dumps(
+        {
+            "type": "welcome",
+            "client_id": client_id,
+            "seq": seq,
+            "epoch": epoch,
+            "connections": connections,
+            "server": server,
+            "batch": batch,
+            "limits": dict(limits),
+        }
+    )
+
+
+@attrs.frozen
+class Recovery:
+    """The outcome of a resume request; encoded as the ``recovered`` frame."""
+
+    complete: bool  # every broadcast after ``since`` was replayed
+    since: int  # the seq the client asked to resume after
+    replayed: int  # how many messages were replayed
+    seq: int  # the newest seq at the time of the resume
+    reason: str | None = None  # "history_expired" or "epoch_mismatch" when not complete
+    first_seq: int | None = None  # oldest seq replayed, when history had expired
+
+    def encode(self) -> str:
+        frame: dict[str, Any] = {"type": "recovered", "complete": self.complete}
+        if self.reason is not None:
+            frame["reason"] = self.reason
+        frame["since"] = self.since
+        if self.first_seq is not None:
+            frame["first_seq"] = self.first_seq
+        frame["replayed"] = self.replayed
+        frame["seq"] = self.seq
+        return _dumps(frame)
+
+
+def encode_batch(frames: Sequence[str]) -> str:
+    """Several already-encoded frames as one ``batch`` frame (no re-encoding)."""
+    return '{"type":"batch","events":[' + ",".join(frames) + "]}"

@@ -1,0 +1,130 @@
+"""Run the app under Hypercorn's trio worker, with a graceful, bounded shutdown.
+
+``serve(settings, task_status=...)`` works with ``nursery.start`` and reports where it listens.
+The listening socket is made here, not by Hypercorn, so it can carry ``TCP_USER_TIMEOUT``: every
+accepted socket inherits it, and the kernel then ends a peer that leaves sent data unacknowledged
+(e.g. a zero TCP window) for ``write_timeout`` seconds. That is the one thing that frees a writer
+stuck in Hypercorn's send, which runs in a shielded cancel scope and cannot be cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import attrs
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import BroadcastApp, create_app
+from .config import Settings
+from .errors import BroadcastError
+
+log = structlog.get_logger("trio_broadcast.server")
+
+LISTEN_BACKLOG = 2048  # pending connections; bursts of thousands of clients reconnecting
+
+
+class HubFailedError(BroadcastError):
+    """The broadcaster failed for good; the server shut down."""
+
+
+@attrs.frozen
+class ServerInfo:
+    """Where a started server listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws/events"
+
+
+def open_listener(settings: Settings) -> socket.socket:
+    """A bound, listening TCP socket with the options every connection should inherit."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if settings.write_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(settings.write_timeout * 1000)
+            )
+        sock.bind((settings.host, settings.port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
+    """Hypercorn settings derived from ours; ``fd`` is the listening socket's descriptor."""
+    config = HypercornConfig()
+    config.bind = [f"fd://{fd}"]
+    config.backlog = LISTEN_BACKLOG
+    config.websocket_max_message_size = settings.max_message_bytes
+    config.websocket_ping_interval = settings.ping_interval
+    # Any data, pongs included, resets it. Hypercorn hints int; it passes it to trio.fail_after.
+    config.read_timeout = settings.idle_timeout  # type: ignore[assignment]
+    config.graceful_timeout = settings.shutdown_timeout
+    config.accesslog = "-" if settings.access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our log setup
+    config.include_server_header = False
+    return config
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    app: BroadcastApp | None = None,
+    task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns or this is cancelled; then shut down gracefully.
+
+    Graceful shutdown: stop accepting, close every client with 1001, give them up to
+    ``shutdown_timeout`` seconds, return. Cancelling ``serve`` instead drops connections without
+    close frames.
+
+    Raises:
+        HubFailedError: the broadcaster failed for good (after shutting down).
+        OSError: the address cannot be bound.
+    """
+    app = app if app is not None else create_app(settings)
+    sock = open_listener(settings)
+    host, port = sock.getsockname()[:2]
+    info = ServerInfo(host=host, port=port)
+    config = hypercorn_config(settings, sock.detach())
+
+    async def trigger() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def wait_then_stop(waiter: Callable[[], Awaitable[object]]) -> None:
+                await waiter()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait_then_stop, app.hub.failed_event.wait)
+            if shutdown_trigger is not None:
+                nursery.start_soon(wait_then_stop, shutdown_trigger)
+        log.info("shutting_down", connections=app.hub.connection_count)
+        app.hub.close_all()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(hypercorn_serve, app, config, shutdown_trigger=trigger))
+        log.info("listening", url=info.url)
+        task_status.started(info)
+    log.info("stopped")
+    if app.hub.failed is not None:
+        raise HubFailedError("the broadcaster failed") from app.hub.failed
