@@ -37,13 +37,20 @@ class RunningServer:
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until the hub has exactly ``count`` subscribers."""
-        await self.app.hub.wait_connections(lambda n: n == count)
+        hub = self.app.hub
+        await hub.wait_until(lambda: hub.connection_count == count)
+
+    async def wait_for_sessions(self, count: int) -> None:
+        """Wait until exactly ``count`` connection tasks run (closing ones included)."""
+        hub = self.app.hub
+        await hub.wait_until(lambda: hub.open_sessions == count)
 
 
 @asynccontextmanager
 async def run_server(**overrides: Any) -> AsyncIterator[RunningServer]:
     """Start a real Hypercorn server on an ephemeral port; shut it down gracefully on exit."""
-    settings = Settings(**{"port": 0, "ping_interval": None, "idle_timeout": None, **overrides})
+    defaults = {"port": 0, "ping_interval": None, "idle_timeout": None, "publish_rate": None}
+    settings = Settings(**{**defaults, **overrides})
     app = create_app(settings)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "seq": stats.seq,
             "connections": stats.connections,
             "connections_total": stats.connections_total,
+            "open_sessions": stats.open_sessions,
             "messages_in": stats.messages_in,
             "messages_out": stats.messages_out,
             "frames_out": stats.frames_out,

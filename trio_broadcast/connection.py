@@ -18,7 +18,7 @@ import trio
 
 from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
 from .hub import Hub, Subscriber, Subscription
-from .protocol import Outgoing, Publish, encode_batch, encode_error
+from .protocol import Publish, encode_batch, encode_error
 from .ratelimit import Verdict
 
 log = structlog.get_logger("trio_broadcast.connection")
@@ -87,6 +87,20 @@ async def run_connection(
 
     A checkpoint; cancelling it is safe and leaves the hub without this client.
     """
+    hub.session_opened()
+    try:
+        await _serve_client(hub, transport, params, peer, observe_latency)
+    finally:
+        hub.session_closed()
+
+
+async def _serve_client(
+    hub: Hub,
+    transport: Transport,
+    params: ConnectParams,
+    peer: str,
+    observe_latency: LatencyObserver | None,
+) -> None:
     try:
         subscription = hub.subscribe(batch=params.batch, since=params.since, epoch=params.epoch)
     except CloseConnection as refusal:
@@ -173,10 +187,13 @@ async def _write(
     """
     subscriber = subscription.subscriber
     try:
-        await transport.send(subscription.welcome)
-        await _send_replay(transport, subscription.replay, batch=subscriber.batch)
+        await _send_events(hub, transport, [subscription.welcome], batch=False)
+        replay = [entry.frame for entry in subscription.replay]
+        step = REPLAY_CHUNK if subscriber.batch else 1
+        for start in range(0, len(replay), step):
+            await _send_events(hub, transport, replay[start : start + step], batch=True)
         if subscription.recovery is not None:
-            await transport.send(subscription.recovery.encode())
+            await _send_events(hub, transport, [subscription.recovery.encode()], batch=False)
         await _drain(hub, subscriber, transport, observe_latency)
         closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
         await transport.close(closing.close_code, closing.reason)
@@ -184,17 +201,15 @@ async def _write(
         connection_scope.cancel()
 
 
-async def _send_replay(transport: Transport, replay: list[Outgoing], *, batch: bool) -> None:
-    if batch:
-        for start in range(0, len(replay), REPLAY_CHUNK):
-            chunk = replay[start : start + REPLAY_CHUNK]
-            if len(chunk) == 1:
-                await transport.send(chunk[0].frame)
-            else:
-                await transport.send(encode_batch([entry.frame for entry in chunk]))
+async def _send_events(hub: Hub, transport: Transport, frames: list[str], *, batch: bool) -> None:
+    """Send encoded events: one as itself, several as one ``batch`` frame (when ``batch``)."""
+    if len(frames) == 1 or not batch:
+        for frame in frames:
+            await transport.send(frame)
+        hub.count_written(len(frames), len(frames))
     else:
-        for entry in replay:
-            await transport.send(entry.frame)
+        await transport.send(encode_batch(frames))
+        hub.count_written(1, len(frames))
 
 
 async def _drain(
@@ -203,28 +218,24 @@ async def _drain(
     transport: Transport,
     observe_latency: LatencyObserver | None,
 ) -> None:
-    """Send outbox entries until the hub closes the outbox."""
+    """Send outbox entries until the hub closes the outbox.
+
+    A batching client gets everything queued when the writer wakes, as one frame.
+    """
     inbox = subscriber.inbox
     batch = subscriber.batch
     async for first in inbox:
         if subscriber.closing is not None:
             return
         subscriber.queued_bytes -= first.size
-        if batch:
-            frames = [first.frame]
-            while True:
-                try:
-                    entry = inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                subscriber.queued_bytes -= entry.size
-                frames.append(entry.frame)
-            frame = frames[0] if len(frames) == 1 else encode_batch(frames)
-            count = len(frames)
-        else:
-            frame = first.frame
-            count = 1
-        await transport.send(frame)
-        hub.count_written(1, count)
+        frames = [first.frame]
+        while batch:
+            try:
+                entry = inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            subscriber.queued_bytes -= entry.size
+            frames.append(entry.frame)
+        await _send_events(hub, transport, frames, batch=batch)
         if observe_latency is not None:
             observe_latency(trio.current_time() - first.created)

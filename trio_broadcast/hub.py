@@ -76,6 +76,7 @@ class HubStatistics:
     seq: int
     connections: int
     connections_total: int
+    open_sessions: int
     messages_in: int
     deliveries: int
     frames_out: int
@@ -99,6 +100,7 @@ class Hub:
         self.epoch = secrets.token_hex(4)  # names this history; new on every start
         self.seq = 0  # the newest broadcast's sequence number
         self.closing = False  # shutting down: no new subscribers
+        self.open_sessions = 0  # connections whose task is still running, closing ones included
         self.failed: BaseException | None = None  # set when the broadcaster gave up
         self.failed_event = trio.Event()  # set together with ``failed``
         self._subscribers: dict[str, Subscriber] = {}
@@ -106,7 +108,7 @@ class Hub:
         self._intake_send, self._intake_receive = trio.open_memory_channel[
             tuple[Subscriber, Publish]
         ](INTAKE_SIZE)
-        self._count_changed = trio.Event()  # replaced on every (un)subscribe
+        self._count_changed = trio.Event()  # set and replaced when a client comes or goes
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._evictions = collections.Counter[str]()
@@ -183,10 +185,21 @@ class Hub:
         self._count_changed.set()
         self._count_changed = trio.Event()
 
-    async def wait_connections(self, predicate: Callable[[int], bool]) -> None:
-        """Wait until ``predicate(connection_count)`` holds. A checkpoint if it already does."""
+    def session_opened(self) -> None:
+        self.open_sessions += 1
+        self._notify_count()
+
+    def session_closed(self) -> None:
+        self.open_sessions -= 1
+        self._notify_count()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checking whenever a client comes or goes.
+
+        Always a checkpoint.
+        """
         await trio.lowlevel.checkpoint()
-        while not predicate(len(self._subscribers)):
+        while not predicate():
             await self._count_changed.wait()
 
     def disconnect(self, subscriber: Subscriber, reason: CloseConnection) -> None:
@@ -342,6 +355,7 @@ class Hub:
             seq=self.seq,
             connections=len(self._subscribers),
             connections_total=self._counters["connections_total"],
+            open_sessions=self.open_sessions,
             messages_in=self._counters["messages_in"],
             deliveries=self._counters["deliveries"],
             frames_out=self._counters["frames_out"],

@@ -32,6 +32,11 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_connections", "Clients accepted since start", value=stats.connections_total
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_open_sessions",
+            "Connection tasks still running, closing ones included",
+            value=stats.open_sessions,
+        )
         yield CounterMetricFamily(
             f"{PREFIX}_messages_received",
             "Messages accepted for broadcast",

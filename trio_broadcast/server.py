@@ -18,7 +18,9 @@ import attrs
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from .app import BroadcastApp, create_app
 from .config import Settings
@@ -69,10 +71,9 @@ def open_listener(settings: Settings) -> socket.socket:
     return sock
 
 
-def hypercorn_config(settings: Settings, fd: int) -> HypercornConfig:
-    """Hypercorn settings derived from ours; ``fd`` is the listening socket's descriptor."""
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    """Hypercorn settings derived from ours (the listening socket is handed over separately)."""
     config = HypercornConfig()
-    config.bind = [f"fd://{fd}"]
     config.backlog = LISTEN_BACKLOG
     config.websocket_max_message_size = settings.max_message_bytes
     config.websocket_ping_interval = settings.ping_interval
@@ -106,7 +107,10 @@ async def serve(
     sock = open_listener(settings)
     host, port = sock.getsockname()[:2]
     info = ServerInfo(host=host, port=port)
-    config = hypercorn_config(settings, sock.detach())
+    config = hypercorn_config(settings)
+    # Hypercorn's own ``serve`` makes its sockets from ``config.bind``; its worker takes ours.
+    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+    asgi_app = wrap_app(app, config.wsgi_max_body_size, None)
 
     async def trigger() -> None:
         async with trio.open_nursery() as nursery:
@@ -121,10 +125,13 @@ async def serve(
         log.info("shutting_down", connections=app.hub.connection_count)
         app.hub.close_all()
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(hypercorn_serve, app, config, shutdown_trigger=trigger))
-        log.info("listening", url=info.url)
-        task_status.started(info)
+    with sock:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(worker_serve, asgi_app, config, sockets=sockets, shutdown_trigger=trigger)
+            )
+            log.info("listening", url=info.url)
+            task_status.started(info)
     log.info("stopped")
     if app.hub.failed is not None:
         raise HubFailedError("the broadcaster failed") from app.hub.failed

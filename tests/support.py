@@ -1,0 +1,135 @@
+"""Test clients: trio-websocket helpers and a raw-socket client for fault injection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from wsproto.frame_protocol import FrameProtocol, Opcode
+
+JSON = dict[str, Any]
+
+
+@asynccontextmanager
+async def connect(url: str, **kwargs: Any) -> AsyncIterator[WebSocketConnection]:
+    """``open_websocket_url`` that also closes the TCP stream when the server closed first.
+
+    trio-websocket 0.12 leaves the socket to the garbage collector when the server's close frame
+    arrives and the TCP connection is gone before the client could answer it.
+    """
+    async with open_websocket_url(url, **kwargs) as ws:
+        try:
+            yield ws
+        finally:
+            await ws._stream.aclose()  # idempotent
+
+
+async def receive_json(ws: WebSocketConnection) -> JSON:
+    """The next frame, decoded; fails the test if it is not a JSON object."""
+    frame = await ws.get_message()
+    data = json.loads(frame)
+    assert isinstance(data, dict), frame
+    return cast(JSON, data)
+
+
+async def receive_type(ws: WebSocketConnection, type_: str) -> JSON:
+    """The next frame, which must be of ``type_``."""
+    data = await receive_json(ws)
+    assert data["type"] == type_, data
+    return data
+
+
+async def publish(ws: WebSocketConnection, message: str, **extra: Any) -> None:
+    await ws.send_message(json.dumps({"message": message, **extra}))
+
+
+def unbatch(frame: JSON) -> list[JSON]:
+    """The events of a frame: a batch's events, or the frame itself."""
+    if frame["type"] == "batch":
+        return cast(list[JSON], frame["events"])
+    return [frame]
+
+
+class RawClient:
+    """A WebSocket client on a bare socket with a tiny receive buffer, read only on demand.
+
+    It lets a test stall reading (the server's sends back up into a zero TCP window), reset the
+    connection abruptly, and still parse whatever the server sent, close frame included.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock  # the connected socket
+        self.frames = FrameProtocol(client=True, extensions=[])  # server frame parser
+        self.messages: list[str] = []  # text frames received so far
+        self.close_code: int | None = None  # the server's close code, once seen
+
+    @classmethod
+    async def connect(cls, host: str, port: int, query: str = "", rcvbuf: int = 4096) -> RawClient:
+        """Connect and complete the handshake; nothing after the 101 response is read."""
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        await sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws/events{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await sock.send(request.encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):  # byte by byte: leave frames on the socket
+            byte = await sock.recv(1)
+            if not byte:
+                raise ConnectionError("closed during handshake")
+            head += byte
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(sock)
+
+    async def read_until_closed(self) -> int | None:
+        """Read and parse until the server closes; its close code, or None if there was none."""
+        try:
+            while self.close_code is None:
+                data = await self.sock.recv(65536)
+                if not data:
+                    break
+                self.frames.receive_bytes(data)
+                for frame in self.frames.received_frames():
+                    if frame.opcode is Opcode.TEXT:
+                        self.messages.append(str(frame.payload))
+                    elif frame.opcode is Opcode.CLOSE:
+                        code, _reason = cast(tuple[int, str], frame.payload)
+                        self.close_code = int(code)
+        except ConnectionResetError:
+            pass
+        return self.close_code
+
+    def reset(self) -> None:
+        """Abort the connection: with SO_LINGER 0, close() sends a TCP RST."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def read_until_closed(ws: WebSocketConnection) -> tuple[list[JSON], int | None]:
+    """Every frame until the server closes, and its close code."""
+    frames: list[JSON] = []
+    while True:
+        try:
+            frames.append(await receive_json(ws))
+        except ConnectionClosed as closed:
+            return frames, close_code(closed)
+
+
+def close_code(closed: ConnectionClosed) -> int | None:
+    """The close code a ``ConnectionClosed`` carries."""
+    return closed.reason.code if closed.reason is not None else None
