@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -71,7 +73,33 @@ async def run_server(**overrides: Any) -> AsyncIterator[RunningServer]:
             stop.set()
 
 
-ServerFactory = Callable[..., Any]
+TEST_TIMEOUT = 60.0  # seconds; every async test runs under this deadline
+SLOW_TEST_TIMEOUT = 180.0  # seconds, for tests marked slow
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every async test body under ``trio.fail_after``.
+
+    pytest-trio runs fixtures in tasks of their own, so a deadline must wrap the test function
+    itself to cancel a hung test.
+    """
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        test = item.obj
+        if not inspect.iscoroutinefunction(test):
+            continue
+        limit = SLOW_TEST_TIMEOUT if item.get_closest_marker("slow") else TEST_TIMEOUT
+        item.obj = _with_deadline(test, limit)
+
+
+def _with_deadline(test: Callable[..., Any], limit: float) -> Callable[..., Any]:
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        with trio.fail_after(limit):
+            return await test(*args, **kwargs)
+
+    return run
 
 
 @pytest.fixture

@@ -58,6 +58,26 @@ def unbatch(frame: JSON) -> list[JSON]:
     return [frame]
 
 
+async def handshake_status(host: str, port: int, target: str, headers: str = "") -> int:
+    """Send a WebSocket upgrade request for ``target``; the HTTP status of the answer."""
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        key = base64.b64encode(os.urandom(16)).decode()
+        await stream.send_all(
+            (
+                f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n" not in head:
+            chunk = await stream.receive_some(1024)
+            assert chunk, "connection closed before a status line"
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
 class RawClient:
     """A WebSocket client on a bare socket with a tiny receive buffer, read only on demand.
 
@@ -68,7 +88,8 @@ class RawClient:
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock  # the connected socket
         self.frames = FrameProtocol(client=True, extensions=[])  # server frame parser
-        self.messages: list[str] = []  # text frames received so far
+        self.messages: list[str] = []  # text messages received so far
+        self._partial = ""  # a text message still arriving in fragments
         self.close_code: int | None = None  # the server's close code, once seen
 
     @classmethod
@@ -102,8 +123,11 @@ class RawClient:
                     break
                 self.frames.receive_bytes(data)
                 for frame in self.frames.received_frames():
-                    if frame.opcode is Opcode.TEXT:
-                        self.messages.append(str(frame.payload))
+                    if frame.opcode in (Opcode.TEXT, Opcode.CONTINUATION):
+                        self._partial += str(frame.payload)
+                        if frame.message_finished:
+                            self.messages.append(self._partial)
+                            self._partial = ""
                     elif frame.opcode is Opcode.CLOSE:
                         code, _reason = cast(tuple[int, str], frame.payload)
                         self.close_code = int(code)

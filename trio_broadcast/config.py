@@ -21,10 +21,11 @@ ENV_PREFIX = "TRIO_BROADCAST_"
 KIB = 1024
 MIB = 1024 * KIB
 SECONDS = 1.0
+FRAME_OVERHEAD = 1024  # bytes a message frame adds to the client's text, generously
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
+    if value is not None and not value > 0:  # written so that NaN is refused too
         raise ConfigError(f"{attribute.name} must be positive, got {value!r}")
 
 
@@ -161,6 +162,11 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.outbox_bytes < self.max_message_bytes + FRAME_OVERHEAD:
+            raise ConfigError(
+                f"outbox_bytes ({self.outbox_bytes}) must hold at least one message of "
+                f"max_message_bytes ({self.max_message_bytes}) plus {FRAME_OVERHEAD} bytes"
+            )
         if (
             self.idle_timeout is not None
             and self.ping_interval is not None
@@ -191,11 +197,15 @@ class Settings:
     def from_args(
         cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None
     ) -> Settings:
-        """Settings from the environment, overridden by flags given on the command line."""
+        """Settings from the environment, overridden by flags given on the command line.
+
+        Flags that were not given are absent from ``args`` (``argparse.SUPPRESS``), so
+        ``--publish-rate off`` can turn off a limit that a variable set.
+        """
         given = {
             field.name: getattr(args, field.name)
             for field in attrs.fields(cls)
-            if getattr(args, field.name, None) is not None
+            if hasattr(args, field.name)
         }
         return cls.from_env(environ, **given)
 
@@ -254,7 +264,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text += f"{field.name.upper()})"
         if _base_type(field) == "bool":
             parser.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction, help=help_text
+                flag,
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
             continue
 
@@ -264,7 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             except ConfigError as error:
                 raise argparse.ArgumentTypeError(str(error)) from None
 
-        parser.add_argument(flag, dest=field.name, type=convert, default=None, help=help_text)
+        parser.add_argument(
+            flag, dest=field.name, type=convert, default=argparse.SUPPRESS, help=help_text
+        )
 
 
 def describe(settings: Settings) -> Sequence[tuple[str, Any]]:

@@ -27,9 +27,6 @@ REPLAY_CHUNK = 256  # replayed messages per batch frame
 BINARY_REFUSED = ProtocolError(
     ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
 )
-BINARY_REFUSED = ProtocolError(
-    ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
-)
 
 
 class Transport(Protocol):
@@ -69,7 +66,7 @@ class ConnectParams:
             since = int(since_text)
             if epoch is None:
                 raise ValueError("'since' needs the 'epoch' it belongs to")
-        return cls(since=since, epoch=epoch, batch=query.get("batch") in {"1", "true"})
+        return cls(since=since, epoch=epoch, batch=query.get("batch") == "1")
 
 
 LatencyObserver = Callable[[float], None]

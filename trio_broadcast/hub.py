@@ -287,12 +287,12 @@ class Hub:
 
     def _broadcast(self, sender: Subscriber, publish: Publish) -> None:
         seq = self.seq + 1
-        self.seq = seq
         timestamp = format_timestamp(time.time())
         now = trio.current_time()
         entry = Outgoing.of(
             encode_message(seq, publish.message, timestamp, sender.client_id), now, seq
         )
+        self.seq = seq  # only once encoded: a failure here must not leave a gap in seq
         self._history.append(entry)
         self._counters["messages_in"] += 1
         evicted: list[Subscriber] = []

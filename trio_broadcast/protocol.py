@@ -21,6 +21,20 @@ PUBLISH_FIELDS = frozenset({"message", "id"})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+_ABSENT = object()
+
+
+def _encodable(text: str) -> bool:
+    """False for text with lone surrogates (JSON allows ``"\\ud800"``; UTF-8 does not)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @attrs.frozen
 class Publish:
     """One message a client asked to broadcast."""
@@ -39,6 +53,8 @@ class Publish:
             data = json.loads(text)
         except ValueError as error:
             raise ProtocolError(ErrorCode.INVALID_JSON, str(error)) from None
+        except RecursionError:
+            raise ProtocolError(ErrorCode.INVALID_JSON, "JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise ProtocolError(
                 ErrorCode.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
@@ -54,10 +70,10 @@ class Publish:
         """
         unknown = sorted(set(data) - PUBLISH_FIELDS)
         if unknown:
+            names = ", ".join(ascii(name) for name in unknown)  # ascii(): may be unencodable
             raise ProtocolError(
                 ErrorCode.UNKNOWN_FIELD,
-                f"unknown field(s): {', '.join(unknown)}; "
-                "a publish has 'message' and an optional 'id'",
+                f"unknown field(s): {names}; a publish has 'message' and an optional 'id'",
             )
         message = data.get("message")
         if not isinstance(message, str):
@@ -65,8 +81,12 @@ class Publish:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE, f"'message' must be a string, it is {what}"
             )
-        id_ = data.get("id")
-        if id_ is not None and (not isinstance(id_, str) or len(id_) > MAX_ID_LENGTH):
+        if not _encodable(message):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'message' is not valid Unicode")
+        id_ = data.get("id", _ABSENT)
+        if id_ is _ABSENT:
+            return cls(message=message)
+        if not isinstance(id_, str) or len(id_) > MAX_ID_LENGTH or not _encodable(id_):
             raise ProtocolError(
                 ErrorCode.INVALID_ID, f"'id' must be a string of at most {MAX_ID_LENGTH} characters"
             )

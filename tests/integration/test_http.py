@@ -13,9 +13,8 @@ from support import connect, publish, receive_type
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    with trio.fail_after(20):
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            yield client
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        yield client
 
 
 async def test_health_reports_the_live_connection_count(

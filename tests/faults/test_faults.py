@@ -1,0 +1,218 @@
+"""Fault injection against a real server: stalled readers, zero windows, resets, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+import trio
+from conftest import RunningServer
+from support import (
+    RawClient,
+    close_code,
+    connect,
+    publish,
+    read_until_closed,
+    receive_type,
+)
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+BIG = "x" * 16_000  # large messages fill socket buffers quickly
+
+
+class Listener:
+    """A healthy trio-websocket client that records every seq it receives."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []  # every seq received, in arrival order
+        self.ready = trio.Event()  # set after the welcome
+        self._progress = trio.Event()  # set and replaced on every message
+
+    async def reached(self, seq: int) -> None:
+        """Wait until this listener has received ``seq``."""
+        while not self.seqs or self.seqs[-1] < seq:
+            await self._progress.wait()
+
+    async def run(self, url: str) -> None:
+        """Receive until cancelled."""
+        async with connect(url) as ws:
+            await receive_type(ws, "welcome")
+            self.ready.set()
+            while True:
+                self.seqs.append((await receive_type(ws, "message"))["seq"])
+                self._progress.set()
+                self._progress = trio.Event()
+
+
+async def test_stalled_reader_is_evicted_with_4008_while_healthy_clients_get_everything(
+    server_factory: ServerFactory,
+) -> None:
+    listeners = [Listener() for _ in range(20)]
+    async with server_factory(outbox_messages=8) as server:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(listener.run, server.ws_url)
+                await listener.ready.wait()
+            stalled = await RawClient.connect(server.info.host, server.info.port)
+            await server.wait_for_connections(21)
+            async with connect(server.ws_url) as sender:
+                await receive_type(sender, "welcome")
+                sent = 0
+                while not server.app.hub.statistics().evictions and sent < 5000:
+                    await publish(sender, BIG)
+                    sent = (await receive_type(sender, "ack"))["seq"]
+                    # Lockstep, so only the stalled client can fall behind by eight messages.
+                    for listener in listeners:
+                        await listener.reached(sent)
+                assert server.app.hub.statistics().evictions == {"slow_consumer": 1}
+                for _ in range(5):  # and life goes on
+                    await publish(sender, "after")
+                    sent = (await receive_type(sender, "ack"))["seq"]
+            final_seq = sent
+            for listener in listeners:
+                await listener.reached(final_seq)
+            nursery.cancel_scope.cancel()
+        # The stalled client, once it reads, finds its backlog cut short by a 4008 close.
+        assert await stalled.read_until_closed() == 4008
+        stalled.close()
+        got = [json.loads(m) for m in stalled.messages]
+        assert got[0]["type"] == "welcome"
+        seen = [m["seq"] for m in got[1:]]
+        assert seen == list(range(1, len(seen) + 1))
+        assert len(seen) < final_seq
+        # It resumes where it stopped and misses nothing.
+        epoch = got[0]["epoch"]
+        async with connect(f"{server.ws_url}?since={len(seen)}&epoch={epoch}&batch=1") as again:
+            await receive_type(again, "welcome")
+            replayed: list[int] = []
+            while True:
+                frame = json.loads(await again.get_message())
+                if frame["type"] == "recovered":
+                    break
+                replayed += [e["seq"] for e in frame.get("events", [frame])]
+            assert frame["complete"] is True
+            assert replayed == list(range(len(seen) + 1, final_seq + 1))
+    for listener in listeners:
+        assert listener.seqs == list(range(1, final_seq + 1))
+
+
+async def test_zero_window_client_is_freed_within_the_write_timeout(
+    server_factory: ServerFactory,
+) -> None:
+    async with server_factory(outbox_messages=8, write_timeout=1.0) as server:
+        stalled = await RawClient.connect(server.info.host, server.info.port)
+        async with connect(server.ws_url) as sender:
+            await receive_type(sender, "welcome")
+            await server.wait_for_connections(2)
+            while not server.app.hub.statistics().evictions:
+                await publish(sender, BIG)
+                await receive_type(sender, "ack")
+            # Evicted from the hub at once; its writer is stuck in Hypercorn's shielded send
+            # until the kernel gives up on the unacknowledged data (TCP_USER_TIMEOUT).
+            assert server.app.hub.connection_count == 1
+            await server.wait_for_sessions(1)
+        stalled.close()
+
+
+async def test_shutdown_completes_with_a_zero_window_client(server_factory: ServerFactory) -> None:
+    async with server_factory(write_timeout=1.0, shutdown_timeout=1.0) as server:
+        stalled = await RawClient.connect(server.info.host, server.info.port)
+        async with connect(server.ws_url) as sender:
+            await receive_type(sender, "welcome")
+            await server.wait_for_connections(2)
+            # Enough to leave the stalled client's writer blocked, not enough to evict it.
+            for _ in range(200):
+                await publish(sender, BIG)
+                await receive_type(sender, "ack")
+            assert server.app.hub.statistics().outbox_depth_max > 0
+            server.shutdown()
+            _, code = await read_until_closed(sender)
+            assert code == 1001
+        await server.stopped.wait()
+        assert server.app.hub.open_sessions == 0
+        stalled.close()
+
+
+async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
+    server_factory: ServerFactory,
+) -> None:
+    listeners = [Listener() for _ in range(5)]
+    async with server_factory() as server:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(listener.run, server.ws_url)
+                await listener.ready.wait()
+            victims = [
+                await RawClient.connect(server.info.host, server.info.port, rcvbuf=65536)
+                for _ in range(10)
+            ]
+            await server.wait_for_connections(15)
+            async with connect(server.ws_url) as sender:
+                await receive_type(sender, "welcome")
+                for n in range(200):
+                    await publish(sender, f"m{n}")
+                    if n % 20 == 10:
+                        victims.pop().reset()
+                for _ in range(200):
+                    await receive_type(sender, "ack")
+                assert not victims
+                for listener in listeners:
+                    await listener.reached(200)
+                await server.wait_for_connections(6)
+                await server.wait_for_sessions(6)
+            nursery.cancel_scope.cancel()
+        await server.wait_for_sessions(0)
+    for listener in listeners:
+        assert listener.seqs == list(range(1, 201))
+    assert server.app.hub.statistics().evictions == {}
+
+
+@pytest.mark.slow
+async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) -> None:
+    env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "warning"}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_broadcast", "serve", "--port", "0", "--publish-rate", "off"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = await process.stdout.receive_some(1)
+            assert chunk, "server exited before listening"
+            line += chunk
+        url = line.decode().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:")
+        ws_url = url.replace("http://", "ws://") + "/ws/events"
+        codes: list[int | None] = []
+        connected = trio.Semaphore(0)
+
+        async def client() -> None:
+            async with connect(ws_url) as ws:
+                await receive_type(ws, "welcome")
+                connected.release()
+                _, code = await read_until_closed(ws)
+                codes.append(code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(200):
+                nursery.start_soon(client)
+            for _ in range(200):
+                await connected.acquire()
+            process.send_signal(signal.SIGTERM)
+        assert codes == [1001] * 200
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+_ = close_code

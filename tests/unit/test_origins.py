@@ -1,0 +1,82 @@
+"""Which browser origins may open a WebSocket (cross-site WebSocket hijacking)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_broadcast.origins import origin_allowed
+
+
+@pytest.mark.parametrize("host", ["example.com", None])
+def test_no_origin_is_allowed(host: str | None) -> None:
+    assert origin_allowed(None, host, ())
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://example.com", "example.com"),
+        ("http://example.com", "example.com:80"),
+        ("http://example.com:80", "example.com"),
+        ("https://example.com", "example.com"),
+        ("https://example.com", "example.com:443"),
+        ("https://example.com:443", "example.com"),
+        ("http://example.com:8000", "example.com:8000"),
+        ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+        ("http://[::1]:8000", "[::1]:8000"),
+        ("http://[::1]", "[::1]:80"),
+        ("http://Example.COM", "example.com"),
+        ("http://example.com", "EXAMPLE.com:80"),
+    ],
+)
+def test_same_host_and_port_is_allowed(origin: str, host: str) -> None:
+    assert origin_allowed(origin, host, ())
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://evil.example", "example.com"),
+        ("http://example.com.evil.example", "example.com"),
+        ("http://example.com:8001", "example.com:8000"),
+        ("http://example.com", "example.com:8000"),
+        ("https://example.com", "example.com:80"),
+        ("http://example.com", "example.com:443"),
+        ("http://[::1]:8001", "[::1]:8000"),
+        ("ws://example.com", "example.com"),
+        ("file://example.com", "example.com"),
+        ("chrome-extension://abcdef", "abcdef"),
+        ("http://", "example.com"),
+        ("garbage", "example.com"),
+    ],
+)
+def test_other_origin_is_refused(origin: str, host: str) -> None:
+    assert not origin_allowed(origin, host, ())
+
+
+def test_other_origin_is_refused_without_a_host_header() -> None:
+    assert not origin_allowed("http://example.com", None, ())
+
+
+def test_listed_origin_is_allowed_on_any_host() -> None:
+    allowed = ("https://app.example.org", "http://localhost:5173")
+    assert origin_allowed("https://app.example.org", "api.example.com", allowed)
+    assert origin_allowed("http://localhost:5173", None, allowed)
+
+
+def test_listing_matches_the_exact_origin_only() -> None:
+    allowed = ("https://app.example.org",)
+    assert not origin_allowed("http://app.example.org", "api.example.com", allowed)
+    assert not origin_allowed("https://app.example.org:8443", "api.example.com", allowed)
+    assert not origin_allowed("https://evil.example", "api.example.com", allowed)
+
+
+@pytest.mark.parametrize("origin", ["https://anything.example", "http://localhost:1234"])
+def test_star_allows_any_origin(origin: str) -> None:
+    assert origin_allowed(origin, "example.com", ("*",))
+
+
+@pytest.mark.parametrize("host", ["example.com", "null", None])
+def test_null_origin_is_refused(host: str | None) -> None:
+    assert not origin_allowed("null", host, ())
+    assert not origin_allowed("null", host, ("https://app.example.org",))
