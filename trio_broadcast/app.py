@@ -11,7 +11,7 @@ import structlog
 from quart import Response, abort, send_from_directory, websocket
 from quart_trio import QuartTrio
 
-from . import __version__
+from . import __version__, _hypercorn
 from .config import Settings
 from .connection import ConnectParams, run_connection
 from .hub import Hub
@@ -55,6 +55,7 @@ class QuartTransport:
 def create_app(settings: Settings | None = None) -> BroadcastApp:
     """Build the app. Its hub's broadcaster runs in the app-lifetime nursery while serving."""
     settings = settings if settings is not None else Settings.from_env()
+    _hypercorn.install()
     app = BroadcastApp(__name__, static_folder=None)
     app.settings = settings
     app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}")

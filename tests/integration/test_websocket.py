@@ -91,8 +91,12 @@ async def test_fifty_clients_receive_every_message_in_order(server: RunningServe
     assert len(received) == count
 
 
-async def test_batch_client_gets_every_event_in_order(server: RunningServer) -> None:
+@pytest.mark.parametrize("write_delay", [0.0, 0.01])
+async def test_batch_client_gets_every_event_in_order(
+    server_factory: Callable[..., AbstractAsyncContextManager[RunningServer]], write_delay: float
+) -> None:
     async with (
+        server_factory(write_delay=write_delay) as server,
         connect(server.ws_url + "?batch=1") as listener,
         connect(server.ws_url) as sender,
     ):
