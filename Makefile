@@ -43,7 +43,7 @@ pytest: venv
 test-frontend: ui
 	cd frontend && npm test
 
-test-browser: ui system-deps
+test-browser: venv ui system-deps
 	cd frontend && npm run test:browser
 
 bench: venv

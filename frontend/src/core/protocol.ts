@@ -203,26 +203,37 @@ export function decodeEvent(o: unknown): ServerEvent {
   }
 }
 
+/** One decoded text frame. */
+export interface Frame {
+  /** True when the frame was a `batch`. */
+  readonly batch: boolean;
+  /** Its events, in order (exactly one unless it was a batch). */
+  readonly events: ServerEvent[];
+}
+
 /**
  * Decodes one text frame into its events, in order: a `batch` frame yields each of its events,
  * any other frame yields exactly one. Never throws.
  */
-export function decodeFrame(text: string): ServerEvent[] {
+export function decodeFrame(text: string): Frame {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return [invalid('frame is not valid JSON')];
+    return { batch: false, events: [invalid('frame is not valid JSON')] };
   }
   if (isObject(parsed) && parsed['type'] === 'batch') {
     const events = parsed['events'];
-    if (!Array.isArray(events)) return [invalid('batch without an events array')];
+    if (!Array.isArray(events)) return { batch: true, events: [invalid('batch without an events array')] };
     // A batch holds ordinary frames; a nested batch is not part of v1.
-    return events.map((e) =>
-      isObject(e) && e['type'] === 'batch' ? invalid('nested batch') : decodeEvent(e),
-    );
+    return {
+      batch: true,
+      events: events.map((e) =>
+        isObject(e) && e['type'] === 'batch' ? invalid('nested batch') : decodeEvent(e),
+      ),
+    };
   }
-  return [decodeEvent(parsed)];
+  return { batch: false, events: [decodeEvent(parsed)] };
 }
 
 /** Builds the publish frame: `{"message": ..., "id": ...}`. */
@@ -261,7 +272,7 @@ export function describeClose(code: number, reason = ''): CloseInfo {
     case 1001:
       return {
         title: 'Server going away',
-        detail: `The server is shutting down or restarting${why}. Reconnecting and resuming.`,
+        detail: 'The server is shutting down or restarting. Reconnecting and resuming.',
         severity: 'warning',
       };
     case 1006:

@@ -1,0 +1,63 @@
+// @ts-check
+/** Writes docs/screenshot.png: the UI with some realistic traffic, for the README. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { test } from 'node:test';
+import {
+  TEST_TIMEOUT_MS,
+  openUi,
+  rawClient,
+  repoRoot,
+  sendMessage,
+  waitForState,
+  withServerAndBrowser,
+} from './helpers.mjs';
+
+const target = resolve(repoRoot, 'docs', 'screenshot.png');
+
+test('writes docs/screenshot.png with some traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({}, async ({ server, browser }) => {
+    const a = await openUi(browser, server.url, { width: 1280, height: 960 });
+    const b = await openUi(browser, server.url);
+    const bot = await rawClient(server.url);
+    const delivered = (/** @type {string} */ text) =>
+      a.page.locator('#chat-list li.own[data-status="delivered"]', { hasText: text }).waitFor();
+    const seen = (/** @type {string} */ text) => a.page.locator('#chat-list li', { hasText: text }).waitFor();
+
+    await sendMessage(b.page, 'Morning! Is the broadcast server up?');
+    await seen('Morning!');
+    await sendMessage(a.page, 'Yes: Trio + Hypercorn, one hub, bounded outboxes. Open a second tab and say hi.');
+    await delivered('Open a second tab');
+    await bot.publish('deploy-bot: v0.1.0 rolled out to staging');
+    await seen('deploy-bot: v0.1.0');
+    await sendMessage(b.page, 'Latency looks great from here.');
+    await seen('Latency looks great');
+
+    // A drops off for a moment and catches up on what it missed.
+    await a.page.locator('#toggle-connection').click();
+    await waitForState(a.page, 'disconnected');
+    await bot.publish('deploy-bot: health checks green on all replicas');
+    await sendMessage(b.page, 'Did you catch that while you were away?');
+    await b.page.locator('#chat-list li.own[data-status="delivered"]', { hasText: 'catch that' }).waitFor();
+    await a.page.locator('#toggle-connection').click();
+    await waitForState(a.page, 'open');
+    await a.page.locator('#chat-list li.marker', { hasText: 'caught up on 2 missed messages' }).waitFor();
+    await sendMessage(a.page, 'Back, and caught up: nothing lost.');
+    await delivered('nothing lost');
+    await a.page.locator('#m-connections .value', { hasText: /^3$/ }).waitFor();
+    await a.page.locator('#m-latency .value', { hasText: /ms$/ }).waitFor();
+    await a.page.locator('#announcer', { hasText: /./ }).waitFor({ state: 'attached' });
+    await a.page.getByLabel('Message', { exact: true }).fill('Typing a reply…');
+    await a.page.getByLabel('Message', { exact: true }).blur();
+    await a.page.mouse.move(1, 950); // no hover highlight in the picture
+
+    await a.page.screenshot({ path: target });
+    const png = readFileSync(target);
+    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+    assert.ok(png.length > 10_000, `screenshot is ${png.length} bytes`);
+    await bot.close();
+    assert.deepEqual(a.errors, []);
+    assert.deepEqual(b.errors, []);
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * A capped, batched list view: entries are appended to a queue and written to the DOM at most once
+ * per animation frame, in one DocumentFragment, and only the newest `capacity` stay in the DOM.
+ */
+import type { Entry, MessageEntry } from '../core/session';
+import { renderEntry, updateMessage } from './render';
+
+export interface FeedOptions {
+  readonly capacity: number;
+  /** Newest entry at the top (true) or at the bottom with auto-scroll (false). */
+  readonly newestFirst: boolean;
+  readonly view: 'chat' | 'broadcast';
+  /** Called after a flush with the number of entries added while the user was scrolled away. */
+  readonly onUnseen?: (count: number) => void;
+  /** Called after every flush with the number of entries shown. */
+  readonly onCount?: (count: number) => void;
+}
+
+/** How close to the newest edge (px) still counts as "following" the list. */
+const FOLLOW_SLACK = 96;
+
+export class FeedView {
+  private readonly nodes = new Map<string, HTMLLIElement>();
+  private queue: Entry[] = [];
+  private readonly dirty = new Map<string, MessageEntry>();
+  private scheduled = false;
+  private unseen = 0;
+  private reveal = false;
+
+  constructor(
+    private readonly list: HTMLOListElement,
+    /** The element that scrolls (the list itself here). */
+    private readonly scroller: HTMLElement,
+    private readonly options: FeedOptions,
+  ) {
+    scroller.addEventListener('scroll', () => {
+      if (this.following() && this.unseen > 0) {
+        this.unseen = 0;
+        this.options.onUnseen?.(0);
+      }
+    }, { passive: true });
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+
+  /** Queues `entry`; `reveal` scrolls to it even if the user had scrolled away (own messages). */
+  add(entry: Entry, reveal = false): void {
+    if (reveal) this.reveal = true;
+    this.queue.push(entry);
+    // Never queue more than the list can show: the rest would be dropped at flush anyway.
+    if (this.queue.length > this.options.capacity * 2) {
+      this.queue = this.queue.slice(-this.options.capacity);
+    }
+    this.schedule();
+  }
+
+  update(entry: MessageEntry): void {
+    this.dirty.set(entry.key, entry);
+    this.schedule();
+  }
+
+  /** Scrolls to the newest entry. */
+  jumpToNewest(): void {
+    this.scroller.scrollTop = this.options.newestFirst ? 0 : this.scroller.scrollHeight;
+    this.unseen = 0;
+    this.options.onUnseen?.(0);
+  }
+
+  private following(): boolean {
+    const s = this.scroller;
+    return this.options.newestFirst
+      ? s.scrollTop <= FOLLOW_SLACK
+      : s.scrollHeight - s.scrollTop - s.clientHeight <= FOLLOW_SLACK;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // rAF pauses in background tabs; the timeout makes sure a hidden tab still catches up.
+    let done = false;
+    const run = (): void => {
+      if (done) return;
+      done = true;
+      this.flush();
+    };
+    requestAnimationFrame(run);
+    setTimeout(run, 100);
+  }
+
+  /** Writes queued work to the DOM now. */
+  flush(): void {
+    this.scheduled = false;
+    const follow = this.reveal || this.following();
+    this.reveal = false;
+    const { capacity, newestFirst, view } = this.options;
+    const added = this.queue.length > capacity ? this.queue.slice(-capacity) : this.queue;
+    this.queue = [];
+    if (added.length > 0) {
+      const fragment = document.createDocumentFragment();
+      const ordered = newestFirst ? [...added].reverse() : added;
+      for (const entry of ordered) {
+        const node = renderEntry(entry, view);
+        this.nodes.set(entry.key, node);
+        fragment.append(node);
+      }
+      if (newestFirst) this.list.prepend(fragment);
+      else this.list.append(fragment);
+      // Trim the oldest beyond capacity.
+      let excess = this.nodes.size - capacity;
+      while (excess > 0) {
+        const oldest = newestFirst ? this.list.lastElementChild : this.list.firstElementChild;
+        if (!(oldest instanceof HTMLLIElement)) break;
+        const key = oldest.dataset['key'];
+        if (key !== undefined) this.nodes.delete(key);
+        oldest.remove();
+        excess -= 1;
+      }
+    }
+    for (const [key, entry] of this.dirty) {
+      const node = this.nodes.get(key);
+      if (node) updateMessage(node, entry, view);
+    }
+    this.dirty.clear();
+    if (added.length > 0) {
+      if (follow) {
+        this.scroller.scrollTop = newestFirst ? 0 : this.scroller.scrollHeight;
+        if (this.unseen > 0) {
+          this.unseen = 0;
+          this.options.onUnseen?.(0);
+        }
+      } else {
+        this.unseen += added.length;
+        this.options.onUnseen?.(this.unseen);
+      }
+    }
+    this.options.onCount?.(this.nodes.size);
+  }
+}

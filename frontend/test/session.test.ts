@@ -1,0 +1,298 @@
+import { describe, expect, it } from 'vitest';
+import type { Effect, MessageEntry } from '../src/core/session';
+import { Session } from '../src/core/session';
+import { T0, ack, batch, frame, message, welcome } from './frames';
+
+const ME = 'me0000000001';
+
+function connected(over: Record<string, unknown> = {}): Session {
+  const s = new Session('t');
+  s.opening();
+  s.receive(welcome(over), T0);
+  return s;
+}
+
+function added(effects: Effect[]): MessageEntry[] {
+  return effects.flatMap((e) => (e.type === 'added' && e.entry.kind === 'message' ? [e.entry] : []));
+}
+
+function markers(effects: Effect[]): string[] {
+  return effects.flatMap((e) => (e.type === 'added' && e.entry.kind === 'marker' ? [e.entry.text] : []));
+}
+
+function publish(s: Session, text: string, now = T0): { id: string; entry: MessageEntry } {
+  const r = s.publish(text, now);
+  if (!r.ok) throw new Error(r.reason);
+  return { id: (JSON.parse(r.frame) as { id: string }).id, entry: r.entry };
+}
+
+describe('Session: connecting', () => {
+  it('is ready after the welcome and remembers what it said', () => {
+    const s = new Session('t');
+    expect(s.opening()).toBeNull();
+    expect(s.ready).toBe(false);
+    expect(s.receive(welcome(), T0)).toEqual([]);
+    expect(s.ready).toBe(true);
+    expect(s.clientId).toBe(ME);
+    expect(s.metrics.connections).toBe(2);
+    expect(s.limits?.maxMessageBytes).toBe(1000);
+    expect(s.batch).toBe(true);
+    expect(s.resume.point()).toEqual({ since: 10, epoch: 'ep1' });
+  });
+
+  it('counts time online across connections', () => {
+    const s = connected();
+    s.closed(1006, '', T0 + 5000, false, true);
+    expect(s.onlineTotal(T0 + 9000)).toBe(5000);
+    s.opening();
+    s.receive(welcome(), T0 + 10_000);
+    expect(s.onlineTotal(T0 + 12_000)).toBe(7000);
+  });
+});
+
+describe('Session: messages from others', () => {
+  it('adds them in order from a batch, with latency from the server timestamp', () => {
+    const s = connected();
+    const effects = s.receive(batch(message(11, 'one'), message(12, 'two')), T0 + 25);
+    const entries = added(effects);
+    expect(entries.map((e) => [e.text, e.seq, e.own, e.latencyMs])).toEqual([
+      ['one', 11, false, 25],
+      ['two', 12, false, 25],
+    ]);
+    expect(s.metrics).toMatchObject({ received: 2, events: 3, frames: 2, batches: 1, lastLatencyMs: 25, avgLatencyMs: 25 });
+  });
+
+  it('drops a message seen twice', () => {
+    const s = connected();
+    s.receive(frame(message(11, 'x')), T0);
+    expect(s.receive(frame(message(11, 'x')), T0)).toEqual([]);
+    expect(s.metrics.duplicates).toBe(1);
+    expect(s.metrics.received).toBe(1);
+  });
+
+  it('averages latency over recent messages and never reports a negative one', () => {
+    const s = connected();
+    s.receive(frame(message(11, 'a')), T0 + 10);
+    s.receive(frame(message(12, 'b')), T0 + 30);
+    expect(s.metrics.avgLatencyMs).toBe(20);
+    s.receive(frame(message(13, 'c')), T0 - 50); // client clock behind the server's
+    expect(s.metrics.lastLatencyMs).toBe(0);
+  });
+});
+
+describe('Session: own messages', () => {
+  it('goes pending → delivered when the ack with its id arrives', () => {
+    const s = connected();
+    const { id, entry } = publish(s, 'hello');
+    expect(entry).toMatchObject({ own: true, status: 'pending', seq: null, text: 'hello', sender: ME });
+    const effects = s.receive(frame(ack(11, id)), T0 + 7);
+    expect(effects).toEqual([{ type: 'updated', entry }]);
+    expect(entry).toMatchObject({ status: 'delivered', seq: 11, serverTime: T0, latencyMs: 7 });
+    expect(s.metrics).toMatchObject({ sent: 1, delivered: 1, received: 0 });
+    expect(s.resume.point()).toEqual({ since: 11, epoch: 'ep1' });
+  });
+
+  it('matches acks by id even out of order', () => {
+    const s = connected();
+    const a = publish(s, 'a');
+    const b = publish(s, 'b');
+    s.receive(batch(ack(11, b.id), ack(12, a.id)), T0);
+    expect([a.entry.seq, b.entry.seq]).toEqual([12, 11]);
+  });
+
+  it('marks the oldest pending message failed on an error frame and shows a notice', () => {
+    const s = connected();
+    const a = publish(s, 'a');
+    const b = publish(s, 'b');
+    const effects = s.receive('{"type":"error","code":"rate_limited","detail":"slow down"}', T0);
+    expect(a.entry.status).toBe('failed');
+    expect(a.entry.failure).toMatch(/Rate limited/);
+    expect(b.entry.status).toBe('pending');
+    const notice = effects.find((e) => e.type === 'notice');
+    expect(notice).toMatchObject({ type: 'notice', notice: { code: 'rate_limited', severity: 'error' } });
+    expect(s.metrics.failed).toBe(1);
+  });
+
+  it('refuses to publish when not connected or when the frame is too large', () => {
+    const s = new Session('t');
+    expect(s.publish('x', T0)).toEqual({ ok: false, reason: 'Not connected.' });
+    s.opening();
+    s.receive(welcome(), T0);
+    const big = s.publish('é'.repeat(600), T0); // 1200 bytes > 1000
+    expect(big.ok).toBe(false);
+    if (!big.ok) expect(big.reason).toMatch(/Too large: 1,2\d\d bytes; this server accepts at most 1,000/);
+    expect(s.publish('x'.repeat(900), T0).ok).toBe(true);
+    expect(s.metrics.sent).toBe(1);
+  });
+
+  it('has no size limit when the server sets none', () => {
+    const s = connected({ limits: { max_message_bytes: null } });
+    expect(s.check('x'.repeat(100_000))).toBeNull();
+  });
+
+  it('fails the offending message when the server closes with 1009', () => {
+    const s = connected();
+    const small = publish(s, 'small');
+    const big = publish(s, 'big '.repeat(100));
+    const effects = s.closed(1009, 'message too big', T0, false, true);
+    expect(big.entry.status).toBe('failed');
+    expect(big.entry.failure).toMatch(/1009/);
+    expect(small.entry.status).toBe('pending');
+    expect(effects.some((e) => e.type === 'notice' && e.notice.code === 'close-1009')).toBe(true);
+  });
+});
+
+describe('Session: closing', () => {
+  it('shows a notice for a meaningful close', () => {
+    const s = connected();
+    const effects = s.closed(4008, '', T0, false, true);
+    expect(effects).toEqual([
+      { type: 'notice', notice: expect.objectContaining({ code: 'close-4008', title: 'Too slow to keep up' }) },
+    ]);
+    expect(s.ready).toBe(false);
+  });
+
+  it('stays quiet for a manual disconnect and for failed attempts', () => {
+    const s = connected();
+    expect(s.closed(1000, '', T0, true, true)).toEqual([]);
+    s.opening();
+    expect(s.closed(1006, '', T0, false, false)).toEqual([]); // server still down: the status says it
+    s.opening();
+    expect(s.closed(1013, '', T0, false, false)).toHaveLength(1); // but "full" is worth a notice
+  });
+});
+
+describe('Session: resume', () => {
+  function resumed(epoch = 'ep1', seq = 14): Session {
+    const s = connected();
+    s.receive(frame(message(11, 'before')), T0);
+    s.closed(1006, '', T0, false, true);
+    const point = s.opening();
+    expect(point).toEqual({ since: 11, epoch: 'ep1' });
+    s.receive(welcome({ client_id: 'me0000000002', seq, epoch }), T0 + 1000);
+    return s;
+  }
+
+  it('shows replayed messages once and a caught-up marker', () => {
+    const s = resumed();
+    expect(s.recovering).toBe(true);
+    const effects = s.receive(
+      batch(
+        message(12, 'missed 1'),
+        message(13, 'missed 2'),
+        message(14, 'missed 3'),
+        { type: 'recovered', complete: true, since: 11, replayed: 3, seq: 14 },
+      ),
+      T0 + 1001,
+    );
+    const entries = added(effects);
+    expect(entries.map((e) => e.text)).toEqual(['missed 1', 'missed 2', 'missed 3']);
+    expect(entries.every((e) => e.replayed && e.latencyMs === null)).toBe(true);
+    expect(markers(effects)).toEqual(['Reconnected: caught up on 3 missed messages.']);
+    expect(s.recovering).toBe(false);
+    expect(s.metrics).toMatchObject({ received: 4, replayed: 3 });
+    // The replay does not skew the latency numbers.
+    expect(s.metrics.lastLatencyMs).toBe(0);
+    // Live messages after the replay count as live again.
+    expect(added(s.receive(frame(message(15, 'live')), T0 + 2000))[0]?.replayed).toBe(false);
+  });
+
+  it('adds no marker when nothing was missed', () => {
+    const s = resumed('ep1', 11);
+    const effects = s.receive('{"type":"recovered","complete":true,"since":11,"replayed":0,"seq":11}', T0);
+    expect(effects).toEqual([]);
+  });
+
+  it('confirms an own message that the replay brings back from the old connection', () => {
+    const s = connected();
+    const mine = publish(s, 'sent just before the drop');
+    s.closed(1006, '', T0, false, true);
+    s.opening();
+    s.receive(welcome({ client_id: 'me0000000002', seq: 11 }), T0 + 1000);
+    const effects = s.receive(
+      batch(message(11, 'sent just before the drop', ME), {
+        type: 'recovered', complete: true, since: 10, replayed: 1, seq: 11,
+      }),
+      T0 + 1000,
+    );
+    expect(effects[0]).toEqual({ type: 'updated', entry: mine.entry });
+    expect(mine.entry).toMatchObject({ status: 'delivered', seq: 11, replayed: true });
+    expect(s.metrics.received).toBe(0); // ours, not someone else's
+  });
+
+  it('fails own messages the server never got once the resume is complete', () => {
+    const s = connected();
+    const lost = publish(s, 'lost in transit');
+    s.closed(1006, '', T0, false, true);
+    s.opening();
+    s.receive(welcome({ client_id: 'me0000000002' }), T0);
+    s.receive('{"type":"recovered","complete":true,"since":10,"replayed":0,"seq":10}', T0);
+    expect(lost.entry.status).toBe('failed');
+    expect(lost.entry.failure).toMatch(/Not delivered/);
+  });
+
+  it('shows a restart marker when the epoch changed and follows the new history', () => {
+    const s = connected();
+    const unsure = publish(s, 'in flight during the restart');
+    s.closed(1001, '', T0, false, true);
+    s.opening();
+    const atWelcome = s.receive(welcome({ client_id: 'new000000001', seq: 0, epoch: 'ep2' }), T0);
+    expect(markers(atWelcome)).toEqual([expect.stringMatching(/server restarted/i)]);
+    const atRecovered = s.receive(
+      '{"type":"recovered","complete":false,"reason":"epoch_mismatch","since":10,"replayed":0,"seq":0}',
+      T0,
+    );
+    expect(markers(atRecovered)).toEqual([]); // said once, not twice
+    expect(unsure.entry.status).toBe('failed');
+    expect(unsure.entry.failure).toMatch(/Unconfirmed/);
+    expect(s.resume.point()).toEqual({ since: 0, epoch: 'ep2' });
+    // seq 1 of the new epoch is new, and the old client id is no longer "us".
+    const fresh = added(s.receive(frame(message(1, 'hello again', ME)), T0));
+    expect(fresh[0]).toMatchObject({ seq: 1, own: false });
+  });
+
+  it('shows a gap marker when history expired', () => {
+    const s = resumed('ep1', 42);
+    const effects = s.receive(
+      '{"type":"recovered","complete":false,"reason":"history_expired","since":11,"first_seq":20,"replayed":23,"seq":42}',
+      T0,
+    );
+    expect(markers(effects)).toEqual([expect.stringContaining('8 messages (#12–#19) expired')]);
+  });
+
+  it('explains an epoch_mismatch in the same epoch', () => {
+    const s = resumed('ep1', 3);
+    const effects = s.receive('{"type":"recovered","complete":false,"reason":"epoch_mismatch","since":11,"replayed":0,"seq":3}', T0);
+    expect(markers(effects)).toEqual([expect.stringMatching(/could not resume/)]);
+    expect(s.resume.point()).toEqual({ since: 3, epoch: 'ep1' });
+  });
+
+  it('marks an unknown recovery failure honestly', () => {
+    const s = resumed();
+    const effects = s.receive('{"type":"recovered","complete":false,"reason":"disabled","since":11,"replayed":0,"seq":14}', T0);
+    expect(markers(effects)).toEqual(['Some messages could not be recovered (disabled).']);
+  });
+});
+
+describe('Session: robustness', () => {
+  it('counts but ignores frames it does not understand', () => {
+    const s = connected();
+    expect(s.receive('not json', T0)).toEqual([]);
+    expect(s.receive('{"type":"presence"}', T0)).toEqual([]);
+    expect(s.metrics.events).toBe(3);
+  });
+
+  it('ignores an ack for a message it does not know', () => {
+    const s = connected();
+    expect(s.receive(frame(ack(11, 'someone-else')), T0)).toEqual([]);
+  });
+
+  it('handles a thousand messages with constant-size state', () => {
+    const s = connected();
+    const events = Array.from({ length: 1000 }, (_, i) => message(11 + i, `m${i}`));
+    const effects = s.receive(batch(...events), T0);
+    expect(added(effects)).toHaveLength(1000);
+    expect(s.metrics.received).toBe(1000);
+    expect(s.resume.point()).toEqual({ since: 1010, epoch: 'ep1' });
+  });
+});
