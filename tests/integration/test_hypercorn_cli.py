@@ -1,0 +1,60 @@
+"""The app under the plain Hypercorn CLI, as docs/deployment.md describes it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import trio
+from support import connect, receive_type
+
+HYPERCORN = [sys.executable, "-m", "hypercorn", "--config", "python:trio_broadcast.hypercorn_conf"]
+
+
+def _env(port: int) -> dict[str, str]:
+    return {**os.environ, "TRIO_BROADCAST_PORT": str(port), "TRIO_BROADCAST_LOG_LEVEL": "info"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_one_hypercorn_worker_serves_websockets() -> None:
+    port = _free_port()
+    process = await trio.lowlevel.open_process(
+        [*HYPERCORN, "trio_broadcast.asgi:app"],
+        env=_env(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        output = b""
+        while b"Running on" not in output:
+            chunk = await process.stderr.receive_some(4096)
+            assert chunk, output.decode()
+            output += chunk
+        async with connect(f"ws://127.0.0.1:{port}/ws/events") as ws:
+            assert (await receive_type(ws, "welcome"))["connections"] == 1
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.mark.slow
+async def test_a_second_hypercorn_worker_refuses_to_start() -> None:
+    port = _free_port()
+    result = await trio.run_process(
+        [*HYPERCORN, "--workers", "2", "trio_broadcast.asgi:app"],
+        env=_env(port),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert b"second_worker_refused" in result.stderr
