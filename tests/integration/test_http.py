@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import trio
 from conftest import RunningServer
 from support import connect, publish, receive_type
 
