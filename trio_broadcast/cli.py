@@ -11,7 +11,7 @@ from functools import partial
 
 import trio
 
-from . import __version__
+from . import __version__, bench, client_cli
 from .config import Settings, add_arguments
 from .errors import ConfigError
 from .logs import configure_logging
@@ -37,11 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:  # TODO(lead): drop once the client tools land
-        from . import bench, client_cli
-    except ImportError:
-        return
-
     client_cli.register(sub)
     bench.register(sub)
 

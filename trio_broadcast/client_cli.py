@@ -1,0 +1,461 @@
+"""``trio-broadcast send|listen|chat``: the client library as command-line tools.
+
+Exit codes (the same for the three commands)::
+
+    0    done
+    1    a message was refused or may not have been broadcast
+    2    usage error, or an invalid URL
+    3    cannot connect (refused, unreachable, timeout, closed before the welcome)
+    4    the server refused the WebSocket handshake (HTTP 403: Origin not allowed, ...)
+    5    the connection was lost and --no-reconnect was given
+    130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import trio
+
+from .client import (
+    Ack,
+    Client,
+    ClientError,
+    Connected,
+    ConnectError,
+    ConnectFailed,
+    ConnectionLostError,
+    Disconnected,
+    Gap,
+    HandshakeRejectedError,
+    InvalidURLError,
+    Message,
+    OriginRejectedError,
+    PublishError,
+    RateLimitedError,
+    open_client,
+)
+
+EXIT_OK = 0
+EXIT_PUBLISH_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_REJECTED = 4
+EXIT_LOST = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """exit codes:
+  0    done
+  1    a message was refused or may not have been broadcast
+  2    usage error, or an invalid URL
+  3    cannot connect (refused, unreachable, timeout)
+  4    the server refused the WebSocket handshake (HTTP 403: Origin not allowed, ...)
+  5    the connection was lost and --no-reconnect was given
+  130  interrupted (Ctrl-C)
+"""
+
+RATE_LIMIT_RETRIES = 20  # times a rate-limited line is retried before send gives up
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``send``, ``listen`` and ``chat`` subcommands."""
+    send = subparsers.add_parser(
+        "send",
+        help="publish messages (arguments, or one per line from stdin)",
+        description="Publish TEXT as one message, or each line of stdin as a message when no "
+        "TEXT is given. Waits for every ack. Paces itself to the server's publish rate.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(send)
+    send.add_argument("text", nargs="*", metavar="TEXT", help="the message (words are joined)")
+    send.add_argument("--id", help="publish id echoed in the ack (single message only)")
+    send.add_argument("--json", action="store_true", help="print each ack as a JSON line")
+    send.add_argument(
+        "--wait",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a message waits for a connection (default: 10)",
+    )
+    send.set_defaults(func=run_send)
+
+    listen = subparsers.add_parser(
+        "listen",
+        help="print broadcasts as they arrive",
+        description="Print every broadcast with its seq, timestamp and sender. Reconnects and "
+        "resumes by itself; messages the server could not replay are reported as a gap.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(listen)
+    listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.add_argument(
+        "--since", type=_non_negative, metavar="SEQ", help="first replay what came after SEQ"
+    )
+    listen.add_argument(
+        "--epoch", help="the epoch SEQ belongs to (default: the server's current one)"
+    )
+    listen.add_argument("--count", type=_non_negative, metavar="N", help="exit after N messages")
+    listen.add_argument(
+        "--no-reconnect", action="store_true", help="exit (code 5) when the connection drops"
+    )
+    listen.add_argument("--quiet", "-q", action="store_true", help="no connection status on stderr")
+    listen.set_defaults(func=run_listen)
+
+    chat = subparsers.add_parser(
+        "chat",
+        help="interactive: type lines to publish, see everyone else's",
+        description="Each line you type is published; broadcasts from others are printed. "
+        "End with Ctrl-D.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(chat)
+    chat.add_argument("--name", help="prefix your messages with 'NAME: '")
+    chat.set_defaults(func=run_chat)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL", help="ws://HOST:PORT/ws/events (or http://HOST:PORT)")
+    parser.add_argument(
+        "--no-batch", action="store_true", help="one event per frame (no batched frames)"
+    )
+    parser.add_argument(
+        "--origin", help="send this Origin header (as a browser would; normally none)"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="for the TCP and WebSocket handshakes (default: 10)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
+    return int(text)
+
+
+# -- running a command -------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"trio-broadcast: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _run(main: Callable[[], Awaitable[int]]) -> int:
+    """Run ``main`` under trio; map the client's errors to exit codes and messages."""
+    try:
+        return trio.run(main)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `listen | head`: the reader is gone, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except (ClientError, BaseExceptionGroup) as raised:
+        error = _client_error(raised)
+        if error is None:
+            raise
+        return _report(error)
+
+
+def _client_error(error: BaseException) -> ClientError | None:
+    """The client error in ``error`` (a task of ours may have raised it inside a nursery)."""
+    if isinstance(error, ClientError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _client_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _report(error: ClientError) -> int:
+    if isinstance(error, InvalidURLError):
+        return _fail(str(error), EXIT_USAGE)
+    if isinstance(error, OriginRejectedError):
+        return _fail(
+            f"{error}\n  the server does not allow this Origin; add it to the server's "
+            "--allowed-origins, or send none",
+            EXIT_REJECTED,
+        )
+    if isinstance(error, HandshakeRejectedError):
+        return _fail(str(error), EXIT_REJECTED)
+    if isinstance(error, ConnectError):
+        return _fail(str(error), EXIT_CONNECT)
+    if isinstance(error, ConnectionLostError):
+        return _fail(str(error), EXIT_LOST)
+    return _fail(str(error), EXIT_PUBLISH_FAILED)
+
+
+@asynccontextmanager
+async def _connect(args: argparse.Namespace, **options: Any) -> AsyncIterator[Client]:
+    async with open_client(
+        args.url,
+        batch=not args.no_batch,
+        origin=args.origin,
+        connect_timeout=args.connect_timeout,
+        **options,
+    ) as client:
+        yield client
+
+
+def _time(message_time: datetime | None) -> str:
+    if message_time is None:
+        return "?"
+    return message_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _status(event: Connected | Disconnected | ConnectFailed, out: TextIO) -> None:
+    """One human-readable line about the connection."""
+    if isinstance(event, Connected):
+        how = "resumed" if event.resumed else "connected"
+        text = (
+            f"{how}: epoch {event.epoch}, seq {event.seq}, {event.connections} connected, "
+            f"batch {'on' if event.batch else 'off'}"
+        )
+    elif isinstance(event, Disconnected):
+        again = f"; reconnecting in {event.reconnect_in:.1f} s" if event.reconnect_in else ""
+        text = f"disconnected: {event.reason}{again}"
+    else:
+        text = f"connect attempt {event.attempt} failed: {event.error}; "
+        text += f"retrying in {event.reconnect_in:.1f} s"
+    print(f"-- {text}", file=out, flush=True)
+
+
+def _gap_text(gap: Gap) -> str:
+    why = {
+        "history_expired": "the server's history no longer holds them",
+        "epoch_mismatch": "the server restarted",
+        "sequence_jump": "unexplained jump in seq",
+    }[gap.reason]
+    if gap.count is not None:
+        return f"-- gap: {gap.count} message(s) lost (#{gap.since + 1}..#{gap.until}): {why}"
+    return f"-- gap: an unknown number of messages lost after #{gap.since}: {why}"
+
+
+def _json_line(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "seq": message.seq,
+        "epoch": message.epoch,
+        "message": message.text,
+        "timestamp": message.timestamp.isoformat() if message.timestamp else None,
+        "sender": message.sender,
+        "replayed": message.replayed,
+    }
+
+
+def _gap_json(gap: Gap) -> dict[str, Any]:
+    return {
+        "type": "gap",
+        "reason": gap.reason,
+        "previous_epoch": gap.previous_epoch,
+        "since": gap.since,
+        "epoch": gap.epoch,
+        "until": gap.until,
+        "count": gap.count,
+    }
+
+
+def _ack_json(ack: Ack) -> dict[str, Any]:
+    return {
+        "type": "ack",
+        "seq": ack.seq,
+        "epoch": ack.epoch,
+        "timestamp": ack.timestamp.isoformat() if ack.timestamp else None,
+        "id": ack.id,
+    }
+
+
+async def _lines(stdin_fd: int) -> AsyncIterator[str]:
+    """Lines of a file descriptor, without the newline; cancellable (no threads)."""
+    stream = trio.lowlevel.FdStream(os.dup(stdin_fd))
+    async with stream:
+        buffer = b""
+        async for chunk in stream:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace").rstrip("\r")
+        if buffer:
+            yield buffer.decode("utf-8", "replace").rstrip("\r")
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+class _Pacer:
+    """Client-side token bucket mirroring the server's, so that ``send`` of many lines is not
+    refused: ``burst`` at once, then ``rate`` per second."""
+
+    def __init__(self, rate: float | None, burst: int | None) -> None:
+        self.rate = rate  # messages per second; None: no pacing
+        self.tokens = float(burst or 1)
+        self.burst = float(burst or 1)
+        self.updated = trio.current_time()
+
+    async def take(self) -> None:
+        if self.rate is None:
+            await trio.lowlevel.checkpoint()
+            return
+        now = trio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1.0:
+            await trio.sleep((1.0 - self.tokens) / self.rate)
+            self.tokens = 1.0
+            self.updated = trio.current_time()
+        self.tokens -= 1.0
+
+
+async def _send_one(client: Client, pacer: _Pacer, text: str, id_: str | None) -> Ack:
+    for _ in range(RATE_LIMIT_RETRIES):
+        await pacer.take()
+        try:
+            return await client.publish(text, id=id_)
+        except RateLimitedError:
+            pacer.tokens = 0.0  # the server's bucket is emptier than ours: slow down
+    return await client.publish(text, id=id_)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    if args.id is not None and not args.text:
+        print("trio-broadcast send: --id needs a TEXT argument", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main() -> int:
+        failures = 0
+        async with _connect(args, receive=False, publish_wait=args.wait) as client:
+            limits = client.limits
+            pacer = _Pacer(
+                limits.publish_rate if limits else None, limits.publish_burst if limits else None
+            )
+
+            async def send(text: str, id_: str | None) -> None:
+                nonlocal failures
+                try:
+                    ack = await _send_one(client, pacer, text, id_)
+                except PublishError as error:
+                    failures += 1
+                    print(f"trio-broadcast send: {text[:40]!r}: {error}", file=sys.stderr)
+                    return
+                if args.json:
+                    print(_json_line(_ack_json(ack)), flush=True)
+
+            if args.text:
+                await send(" ".join(args.text), args.id)
+            else:
+                async for line in _lines(sys.stdin.fileno()):
+                    await send(line, None)
+        return EXIT_PUBLISH_FAILED if failures else EXIT_OK
+
+    return _run(main)
+
+
+# -- listen ------------------------------------------------------------------------------------
+
+
+def run_listen(args: argparse.Namespace) -> int:
+    if args.epoch is not None and args.since is None:
+        print("trio-broadcast listen: --epoch needs --since", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main() -> int:
+        out, err = sys.stdout, sys.stderr
+        received = 0
+        async with _connect(
+            args, since=args.since, epoch=args.epoch, reconnect=not args.no_reconnect
+        ) as client:
+            if args.count == 0:
+                return EXIT_OK
+            async for event in client:
+                if isinstance(event, Message):
+                    if args.json:
+                        print(_json_line(_message_json(event)), file=out, flush=True)
+                    else:
+                        line = f"#{event.seq} {_time(event.timestamp)} {event.sender}: {event.text}"
+                        print(line, file=out, flush=True)
+                    received += 1
+                    if args.count is not None and received >= args.count:
+                        break
+                elif isinstance(event, Gap):
+                    if args.json:
+                        print(_json_line(_gap_json(event)), file=out, flush=True)
+                    else:
+                        print(_gap_text(event), file=out, flush=True)
+                elif not args.quiet:
+                    _status(event, err)
+        return EXIT_OK
+
+    return _run(main)
+
+
+# -- chat --------------------------------------------------------------------------------------
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        out, err = sys.stdout, sys.stderr
+        failures = 0
+        async with _connect(args) as client, trio.open_nursery() as nursery:
+
+            async def show() -> None:
+                async for event in client:
+                    if isinstance(event, Message):
+                        print(f"[{_time(event.timestamp)}] {event.sender}: {event.text}", file=out)
+                        out.flush()
+                    elif isinstance(event, Gap):
+                        print(_gap_text(event), file=out, flush=True)
+                    elif isinstance(event, Connected):
+                        _status(event, err)
+                        print(f"-- you are {event.client_id}", file=err, flush=True)
+                    else:
+                        _status(event, err)
+
+            nursery.start_soon(show)
+            async for line in _lines(sys.stdin.fileno()):
+                if not line.strip():
+                    continue
+                text = f"{args.name}: {line}" if args.name else line
+                try:
+                    ack = await client.publish(text)
+                except PublishError as error:
+                    failures += 1
+                    print(f"-- not sent: {error}", file=err, flush=True)
+                    continue
+                print(f"[{_time(ack.timestamp)}] you: {text}", file=out, flush=True)
+            nursery.cancel_scope.cancel()  # end of input: stop showing, leave
+        return EXIT_PUBLISH_FAILED if failures else EXIT_OK
+
+    return _run(main)
+
+
+__all__ = ["register", "run_chat", "run_listen", "run_send"]
