@@ -24,7 +24,6 @@ from .ratelimit import Verdict
 log = structlog.get_logger("trio_broadcast.connection")
 
 REPLAY_CHUNK = 256  # replayed messages per batch frame
-DELAY_FULL_BATCH = 32  # events in a frame at which a batching writer waits the full write_delay
 BINARY_REFUSED = ProtocolError(
     ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
 )
@@ -239,7 +238,7 @@ async def _drain(
         if observe_latency is not None:
             observe_latency(trio.current_time() - first.created)
         if len(frames) > 1 and write_delay:
-            # Under load, let more events gather so that the next frame carries more of them
-            # and this writer stays idle for a few scheduling rounds. The delay grows with the
-            # batch just sent and is capped at write_delay; a lone event never waits.
-            await trio.sleep(min(write_delay, write_delay * len(frames) / DELAY_FULL_BATCH))
+            # Under load (more than one event was waiting), let more gather so that the next
+            # frame carries more of them and this writer sits out the scheduling rounds in
+            # between. At low load a lone event goes out at once and never waits.
+            await trio.sleep(write_delay)
