@@ -135,6 +135,20 @@ class RawClient:
             pass
         return self.close_code
 
+    async def send_text(self, text: str) -> None:
+        """Send one (masked) text frame."""
+        await self.sock.send(self.frames.send_data(text, fin=True))
+
+    async def wait_for_eof(self) -> None:
+        """Answer the server's close frame if one came, then read until TCP is closed or reset."""
+        try:
+            if self.close_code is not None:
+                await self.sock.send(self.frames.close(self.close_code))
+            while await self.sock.recv(65536):
+                pass
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def reset(self) -> None:
         """Abort the connection: with SO_LINGER 0, close() sends a TCP RST."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

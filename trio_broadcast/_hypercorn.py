@@ -1,18 +1,25 @@
-"""A fix for Hypercorn's WebSocket pinger, installed when the app is created.
+"""Two fixes for Hypercorn (0.17, 0.18), installed when the app is created.
 
-Hypercorn (0.17, 0.18) sends pings from a task that sleeps ``websocket_ping_interval`` between
-pings and only then looks whether the connection closed. The connection's task group waits for
-that task, so every closed WebSocket lingers (memory, a task) for up to a whole ping interval, and
-a graceful shutdown always runs into ``graceful_timeout``. The replacement pinger runs in a cancel
-scope that is cancelled as soon as the stream is closed.
+1. **The pinger.** Hypercorn sends pings from a task that sleeps ``websocket_ping_interval``
+   between pings and only then looks whether the connection closed. The connection's task group
+   waits for that task, so every closed WebSocket lingers (memory, a task) for up to a whole ping
+   interval, and a graceful shutdown always runs into ``graceful_timeout``. The replacement pinger
+   runs in a cancel scope that is cancelled as soon as the stream is closed.
+2. **Frames after the app finished.** Hypercorn hands received frames to the app through a
+   bounded channel and never closes it when the app returns. A client that keeps sending after
+   the server closed it (e.g. a flood that earned a 1008) fills the channel, Hypercorn's read loop
+   blocks on it forever, never sees the client's close reply, and the TCP connection stays open
+   until shutdown. The replacement drops frames once the app has finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import trio
 from hypercorn.protocol.ws_stream import WSStream
+from hypercorn.trio import task_group
 from wsproto.events import Ping
 
 _PATCHED = "_trio_broadcast_pinger"
@@ -26,10 +33,36 @@ async def _send_pings(self: Any) -> None:
             await trio.sleep(self.config.websocket_ping_interval)
 
 
+async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
+    app_send_channel, app_receive_channel = trio.open_memory_channel[Any](config.max_app_queue_size)
+
+    async def send_after_closing_intake(message: Any) -> None:
+        if message is None:  # the app has finished: unblock and refuse further frames first
+            app_receive_channel.close()
+        await send(message)
+
+    async def put(event: Any) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):  # the app finished: drop it
+            await app_send_channel.send(event)
+
+    self._nursery.start_soon(
+        task_group._handle,
+        app,
+        config,
+        scope,
+        app_receive_channel.receive,
+        send_after_closing_intake,
+        trio.to_thread.run_sync,
+        trio.from_thread.run,
+    )
+    return put
+
+
 def install() -> None:
-    """Replace ``WSStream._send_pings`` (idempotent)."""
+    """Replace ``WSStream._send_pings`` and ``TaskGroup.spawn_app`` (idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
+    task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
     original_handle = WSStream.handle
 
     async def handle(self: Any, event: Any) -> None:

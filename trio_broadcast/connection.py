@@ -157,6 +157,7 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
                 hub,
                 subscriber,
                 ProtocolError(ErrorCode.RATE_LIMITED, f"over {rate} messages/s; message dropped"),
+                id_=publish.id,
             )
             continue
         try:
@@ -165,10 +166,10 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
             return
 
 
-def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError) -> None:
+def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError, id_: str | None = None) -> None:
     hub.count_error(error.code)
     log.info("client_error", client_id=subscriber.client_id, code=str(error.code))
-    hub.reply(subscriber, encode_error(error.code, error.detail))
+    hub.reply(subscriber, encode_error(error.code, error.detail, id_))
 
 
 async def _write(

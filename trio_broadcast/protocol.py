@@ -132,8 +132,11 @@ def encode_ack(seq: int, timestamp: str, id_: str | None) -> str:
     return _dumps(frame)
 
 
-def encode_error(code: ErrorCode, detail: str) -> str:
-    return _dumps({"type": "error", "code": str(code), "detail": detail})
+def encode_error(code: ErrorCode, detail: str, id_: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": str(code), "detail": detail}
+    if id_ is not None:
+        frame["id"] = id_
+    return _dumps(frame)
 
 
 def encode_welcome(

@@ -173,6 +173,24 @@ async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
     assert server.app.hub.statistics().evictions == {}
 
 
+async def test_a_flooder_closed_with_1008_gets_its_tcp_connection_closed(
+    server_factory: ServerFactory,
+) -> None:
+    # The client keeps sending long after its close: Hypercorn must still read its close reply.
+    async with server_factory(publish_rate=1.0, publish_burst=2, rate_limit_strikes=3) as server:
+        flooder = await RawClient.connect(server.info.host, server.info.port, rcvbuf=65536)
+        try:
+            for n in range(300):
+                await flooder.send_text(json.dumps({"message": f"m{n}"}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may close (and reset) the connection while we still send
+        await flooder.read_until_closed()
+        await flooder.wait_for_eof()
+        flooder.close()
+        await server.wait_for_sessions(0)
+        assert server.app.hub.statistics().evictions == {"rate_abuse": 1}
+
+
 @pytest.mark.slow
 async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) -> None:
     env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "warning"}

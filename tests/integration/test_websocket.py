@@ -276,7 +276,7 @@ async def test_publishing_over_the_rate_is_refused_then_closed_with_1008(
     ):
         await receive_type(flooder, "welcome")
         for n in range(10):
-            await publish(flooder, f"m{n}")
+            await publish(flooder, f"m{n}", id=f"i{n}")
         frames, code = await read_until_closed(flooder)
         assert code == 1008
         kinds = [frame.get("code", frame["type"]) for frame in frames]
@@ -284,6 +284,8 @@ async def test_publishing_over_the_rate_is_refused_then_closed_with_1008(
         # Refusals until the strikes ran out; the close may overtake the last queued ones.
         assert 1 <= len(kinds[2:]) <= 3
         assert set(kinds[2:]) == {"rate_limited"}
+        # A refused publish's error names it by its id.
+        assert [frame["id"] for frame in frames] == [f"i{n}" for n in range(len(frames))]
         await server.wait_for_connections(0)
         assert server.app.hub.statistics().evictions == {"rate_abuse": 1}
 
