@@ -232,14 +232,19 @@ class Hub:
     # -- publishing ----------------------------------------------------------------------
 
     async def submit(self, subscriber: Subscriber, publish: Publish) -> None:
-        """Hand a message to the broadcaster. Blocks while the intake is full (back-pressure).
+        """Hand a message to the broadcaster; blocks only while the intake is full.
 
-        A checkpoint. Cancel-safe: a cancelled submit was not accepted.
+        Not a checkpoint when there is room: a publisher's reader then takes its next frame in
+        the same scheduling round instead of yielding once more per message. Cancel-safe: a
+        cancelled submit was not accepted.
 
         Raises:
             trio.ClosedResourceError: the hub is shutting down.
         """
-        await self._intake_send.send((subscriber, publish))
+        try:
+            self._intake_send.send_nowait((subscriber, publish))
+        except trio.WouldBlock:
+            await self._intake_send.send((subscriber, publish))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the broadcaster until the intake closes (shutdown) or the task is cancelled.
