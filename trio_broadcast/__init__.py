@@ -7,7 +7,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .app import BroadcastApp, create_app
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import Settings
 from .errors import (
     BroadcastError,
@@ -19,7 +21,20 @@ from .errors import (
     ProtocolError,
     SlowConsumerError,
 )
-from .server import ServerInfo, serve
+
+if TYPE_CHECKING:
+    from .app import BroadcastApp, create_app
+    from .server import ServerInfo, serve
+
+# The server half (Quart, Hypercorn) loads on first use, so the client tools start quickly.
+_LAZY = {"BroadcastApp": ".app", "create_app": ".app", "ServerInfo": ".server", "serve": ".server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BroadcastApp",

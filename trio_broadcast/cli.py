@@ -15,7 +15,6 @@ from . import __version__, bench, client_cli
 from .config import Settings, add_arguments
 from .errors import ConfigError
 from .logs import configure_logging
-from .server import ServerInfo, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"trio-broadcast: invalid setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json=settings.log_json)
+    from .server import ServerInfo, serve  # Quart and Hypercorn: only the server needs them
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
