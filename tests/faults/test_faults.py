@@ -191,6 +191,19 @@ async def test_a_flooder_closed_with_1008_gets_its_tcp_connection_closed(
         assert server.app.hub.statistics().evictions == {"rate_abuse": 1}
 
 
+async def test_a_closed_connection_does_not_wait_for_its_next_ping(
+    server_factory: ServerFactory,
+) -> None:
+    # Pings and grace far beyond the test's deadline: shutdown can only finish in time if the
+    # closed connection's pinger stopped with it.
+    async with server_factory(ping_interval=1000.0, shutdown_timeout=1000.0) as server:
+        async with connect(server.ws_url) as ws:
+            await receive_type(ws, "welcome")
+        await server.wait_for_sessions(0)
+        server.shutdown()
+        await server.stopped.wait()
+
+
 @pytest.mark.slow
 async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) -> None:
     env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "warning"}
