@@ -108,7 +108,7 @@ class Hub:
         self._intake_send, self._intake_receive = trio.open_memory_channel[
             tuple[Subscriber, Publish]
         ](INTAKE_SIZE)
-        self._count_changed = trio.Event()  # set and replaced when a client comes or goes
+        self._clients_changed = trio.Event()  # set and replaced when a client comes or goes
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._evictions = collections.Counter[str]()
@@ -161,7 +161,7 @@ class Hub:
                 since, epoch == self.epoch, self.seq, trio.current_time()
             )
         self._subscribers[client_id] = subscriber
-        self._notify_count()
+        self._notify_clients_changed()
         self._counters["connections_total"] += 1
         welcome = encode_welcome(
             client_id=client_id,
@@ -178,20 +178,20 @@ class Hub:
         """Forget a subscriber (idempotent, never blocks). Its outbox is closed."""
         if self._subscribers.get(subscriber.client_id) is subscriber:
             del self._subscribers[subscriber.client_id]
-            self._notify_count()
+            self._notify_clients_changed()
         subscriber.outbox.close()
 
-    def _notify_count(self) -> None:
-        self._count_changed.set()
-        self._count_changed = trio.Event()
+    def _notify_clients_changed(self) -> None:
+        self._clients_changed.set()
+        self._clients_changed = trio.Event()
 
     def session_opened(self) -> None:
         self.open_sessions += 1
-        self._notify_count()
+        self._notify_clients_changed()
 
     def session_closed(self) -> None:
         self.open_sessions -= 1
-        self._notify_count()
+        self._notify_clients_changed()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checking whenever a client comes or goes.
@@ -200,7 +200,7 @@ class Hub:
         """
         await trio.lowlevel.checkpoint()
         while not predicate():
-            await self._count_changed.wait()
+            await self._clients_changed.wait()
 
     def disconnect(self, subscriber: Subscriber, reason: CloseConnection) -> None:
         """Drop a subscriber and tell its connection to close with ``reason.close_code``."""
