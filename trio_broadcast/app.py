@@ -1,4 +1,5 @@
-"""The Quart-Trio app: HTTP routes (UI, health, status, metrics) and the WebSocket endpoint."""
+"""The Quart-Trio app: HTTP routes (UI, health, status, metrics), with the WebSocket endpoint
+(:mod:`.endpoint`) in front of it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from quart import Response, abort, send_from_directory, websocket
+from quart import Response, abort, send_from_directory
 from quart_trio import QuartTrio
 
-from . import __version__, _hypercorn
+from . import __version__, _hypercorn, endpoint
 from .config import Settings
-from .connection import ConnectParams, run_connection
 from .hub import Hub
 from .metrics import Metrics
-from .origins import origin_allowed
 
 log = structlog.get_logger("trio_broadcast.app")
 
@@ -26,30 +25,25 @@ IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never ch
 
 
 class BroadcastApp(QuartTrio):
-    """QuartTrio with the broadcast state attached."""
+    """QuartTrio with the broadcast state attached, and ``/ws/events`` served in front of it."""
 
     settings: Settings
     hub: Hub
     metrics: Metrics
     started_at: float
 
-
-class QuartTransport:
-    """The Quart websocket as a :class:`.connection.Transport`."""
-
-    def __init__(self, ws: Any) -> None:
-        self._ws = ws
-
-    async def receive(self) -> str | bytes | None:
-        data: str | bytes | None = await self._ws.receive()
-        return data
-
-    async def send(self, frame: str) -> None:
-        await self._ws.send(frame)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self._ws.accept()  # a close before accept would be an HTTP 403 instead
-        await self._ws.close(code, reason)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == endpoint.PATH:
+            await endpoint.serve_events(
+                self.hub,
+                scope,
+                receive,
+                send,
+                allowed_origins=self.settings.allowed_origins,
+                observe_latency=self.metrics.latency.observe,
+            )
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> BroadcastApp:
@@ -70,27 +64,6 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
     @app.after_serving
     async def stop_hub() -> None:
         app.hub.close_all()
-
-    @app.websocket("/ws/events")
-    async def events() -> Response | None:
-        origin = websocket.headers.get("Origin")
-        if not origin_allowed(origin, websocket.headers.get("Host"), settings.allowed_origins):
-            app.hub.count_eviction("origin_rejected")
-            log.warning("refused", reason="origin not allowed", origin=origin)
-            return Response("origin not allowed", status=403)
-        try:
-            params = ConnectParams.from_query(websocket.args.to_dict())
-        except ValueError as error:
-            return Response(str(error), status=400)
-        ws = websocket._get_current_object()  # type: ignore[attr-defined]
-        await run_connection(
-            app.hub,
-            QuartTransport(ws),
-            params,
-            peer=_peer(websocket.scope),
-            observe_latency=app.metrics.latency.observe,
-        )
-        return None
 
     @app.get("/health")
     async def health() -> tuple[dict[str, Any], int]:
@@ -149,11 +122,6 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
         return response
 
     return app
-
-
-def _peer(scope: Any) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else ""
 
 
 __all__ = ["BroadcastApp", "create_app"]

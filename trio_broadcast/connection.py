@@ -1,6 +1,6 @@
 """One client connection: a reader task and a writer task in a nursery of their own.
 
-Framework-free: it talks to a :class:`Transport` (the Quart websocket in production), so the whole
+Framework-free: it talks to a :class:`Transport` (an ASGI WebSocket in production), so the whole
 lifecycle is exercised by tests without a socket. The reader validates and publishes; the writer
 drains the client's outbox, coalescing queued events into one ``batch`` frame for clients that
 opted in. Whichever way the connection ends (client close, reset, eviction, cancellation,
@@ -24,16 +24,25 @@ from .ratelimit import Verdict
 log = structlog.get_logger("trio_broadcast.connection")
 
 REPLAY_CHUNK = 256  # replayed messages per batch frame
+CLOSE_TIMEOUT = 2.0  # seconds a closed client gets to send its close reply
 BINARY_REFUSED = ProtocolError(
     ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
 )
+
+
+class TransportClosed(Exception):
+    """The client's side of the connection is gone (it closed, or the socket broke)."""
 
 
 class Transport(Protocol):
     """The few WebSocket operations a connection needs."""
 
     async def receive(self) -> str | bytes | None:
-        """The next client frame: ``str`` for text, ``bytes`` (or ``None``) for binary."""
+        """The next client frame: ``str`` for text, ``bytes`` (or ``None``) for binary.
+
+        Raises:
+            TransportClosed: the client is gone; nothing more will be received or delivered.
+        """
 
     async def send(self, frame: str) -> None:
         """Send one text frame."""
@@ -114,11 +123,18 @@ async def _serve_client(
         connections=hub.connection_count,
     )
     try:
+        client_gone = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
                 _write, hub, subscription, transport, nursery.cancel_scope, observe_latency
             )
-            await _read(hub, subscriber, transport)
+            try:
+                await _read(hub, subscriber, transport)
+            except TransportClosed:
+                client_gone = True
+                nursery.cancel_scope.cancel()  # nobody left to write to
+        if not client_gone:
+            await _await_close_reply(transport)
     finally:
         hub.unsubscribe(subscriber)
         subscriber.inbox.close()
@@ -164,6 +180,20 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
             await hub.submit(subscriber, publish)
         except trio.ClosedResourceError:  # shutting down: the writer sends 1001
             return
+
+
+async def _await_close_reply(transport: Transport) -> None:
+    """After our close frame: discard what the client still sends until its close reply.
+
+    Closing the socket while the client's frames are unread would reset it, and a reset can
+    destroy our close frame before the client reads it. Waits ``CLOSE_TIMEOUT`` at most.
+    """
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        while True:
+            try:
+                await transport.receive()
+            except TransportClosed:
+                return
 
 
 def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError, id_: str | None = None) -> None:
@@ -222,7 +252,6 @@ async def _drain(
     """
     inbox = subscriber.inbox
     batch = subscriber.batch
-    write_delay = hub.settings.write_delay
     async for first in inbox:
         if subscriber.closing is not None:
             return
@@ -238,8 +267,8 @@ async def _drain(
         await _send_events(hub, transport, frames, batch=batch)
         if observe_latency is not None:
             observe_latency(trio.current_time() - first.created)
-        if len(frames) > 1 and write_delay:
-            # Under load (more than one event was waiting), let more gather so that the next
-            # frame carries more of them and this writer sits out the scheduling rounds in
-            # between. At low load a lone event goes out at once and never waits.
-            await trio.sleep(write_delay)
+        if len(frames) > 1:
+            # Under load (more than one event was waiting), wait for the hub's next tick: the
+            # next frame then carries everything of one ``write_delay``, and this writer sits
+            # out the scheduling rounds in between. At low load a lone event goes out at once.
+            await hub.next_tick()

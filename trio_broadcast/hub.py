@@ -109,6 +109,8 @@ class Hub:
             tuple[Subscriber, Publish]
         ](INTAKE_SIZE)
         self._clients_changed = trio.Event()  # set and replaced when a client comes or goes
+        self._tick = trio.Event()  # set and replaced every ``write_delay`` (see next_tick)
+        self._ticking = False  # the tick loop runs: next_tick() waits for it
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._evictions = collections.Counter[str]()
@@ -211,6 +213,7 @@ class Hub:
     def close_all(self) -> None:
         """Shutdown: refuse new subscribers and ask every connection to close with 1001."""
         self.closing = True
+        self._stop_ticking()
         for subscriber in list(self._subscribers.values()):
             self.disconnect(
                 subscriber, CloseConnection("server shutting down", CloseCode.GOING_AWAY)
@@ -253,7 +256,23 @@ class Hub:
         ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
         reports it, and the error is raised.
         """
-        task_status.started()
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            if self.settings.write_delay:
+                self._ticking = True
+                nursery.start_soon(self._tick_loop, self.settings.write_delay)
+            task_status.started()
+            try:
+                await self._run_broadcaster()
+            except Exception as error:  # noqa: BLE001 - re-raised below, outside the nursery
+                failure = error
+            finally:
+                self._stop_ticking()
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _run_broadcaster(self) -> None:
         while True:
             try:
                 await self._broadcast_loop()
@@ -269,6 +288,29 @@ class Hub:
                 self._fail(error)
                 raise
             return
+
+    async def next_tick(self) -> None:
+        """Wait for the next coalescing tick: every ``write_delay`` seconds, the same instant for
+        every writer that waits, so that under load writers send together in one scheduling
+        round and sit out the rounds in between.
+
+        Returns at once (after a checkpoint) when there is no tick: ``write_delay`` is 0, the hub
+        is not serving, or it is shutting down. Always a checkpoint.
+        """
+        if self._ticking:
+            await self._tick.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _tick_loop(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            tick, self._tick = self._tick, trio.Event()
+            tick.set()
+
+    def _stop_ticking(self) -> None:
+        self._ticking = False
+        self._tick.set()  # release every writer still waiting
 
     def _fail(self, error: BaseException) -> None:
         self.failed = error

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trio_broadcast.config import Settings
-from trio_broadcast.connection import ConnectParams, run_connection
+from trio_broadcast.connection import ConnectParams, TransportClosed, run_connection
 from trio_broadcast.hub import MAX_RESTARTS, Hub
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -43,7 +43,10 @@ class FakeTransport:
     # -- the Transport protocol, as the connection sees it --
 
     async def receive(self) -> str | bytes | None:
-        return await self._client_receive.receive()
+        try:
+            return await self._client_receive.receive()
+        except trio.EndOfChannel:
+            raise TransportClosed(1000) from None
 
     async def send(self, frame: str) -> None:
         if self.free_sends is not None:
@@ -56,6 +59,7 @@ class FakeTransport:
 
     async def close(self, code: int, reason: str) -> None:
         self._sent_send.send_nowait(Closed(code, reason))
+        self._client_send.close()  # the client replies to the close at once
 
     # -- the test's side --
 

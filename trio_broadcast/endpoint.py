@@ -1,0 +1,119 @@
+"""``/ws/events`` as a plain ASGI WebSocket endpoint, served in front of the Quart app.
+
+Quart wraps every frame in its own layer (a request context, an ``accept`` check, a signal, one
+more channel hop per received frame); at tens of thousands of frames per second that layer was the
+largest single cost of the server. This endpoint speaks ASGI directly: the handshake is checked
+here (origin, query string), refusals are HTTP responses through the ``websocket.http.response``
+extension, and the connection itself is :func:`.connection.run_connection` over
+:class:`AsgiTransport`. Quart keeps every HTTP route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+
+from .connection import ConnectParams, LatencyObserver, TransportClosed, run_connection
+from .hub import Hub
+from .origins import origin_allowed
+
+log = structlog.get_logger("trio_broadcast.endpoint")
+
+PATH = "/ws/events"
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class AsgiTransport:
+    """An accepted ASGI WebSocket as a :class:`.connection.Transport`."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> str | bytes | None:
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text: str | None = message.get("text")
+            return text if text is not None else message.get("bytes")
+        raise TransportClosed(message.get("code"))  # websocket.disconnect
+
+    async def send(self, frame: str) -> None:
+        await self._send({"type": "websocket.send", "text": frame})
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def serve_events(
+    hub: Hub,
+    scope: Message,
+    receive: Receive,
+    send: Send,
+    *,
+    allowed_origins: tuple[str, ...],
+    observe_latency: LatencyObserver | None = None,
+) -> None:
+    """Run one ``/ws/events`` connection from its ASGI ``websocket`` scope to its end.
+
+    Refuses the handshake with 403 (origin not allowed) or 400 (bad query string); otherwise
+    accepts it and serves the client until it leaves. A checkpoint; cancel-safe.
+    """
+    connect = await receive()
+    if connect["type"] != "websocket.connect":  # the client left during the handshake
+        return
+    headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
+    origin = _header(headers, "origin")
+    if not origin_allowed(origin, _header(headers, "host"), allowed_origins):
+        hub.count_eviction("origin_rejected")
+        log.warning("refused", reason="origin not allowed", origin=origin)
+        await _refuse(scope, send, 403, "origin not allowed")
+        return
+    query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
+    try:
+        params = ConnectParams.from_query(query)
+    except ValueError as error:
+        await _refuse(scope, send, 400, str(error))
+        return
+    await send({"type": "websocket.accept"})
+    await run_connection(
+        hub,
+        AsgiTransport(receive, send),
+        params,
+        peer=_peer(scope),
+        observe_latency=observe_latency,
+    )
+
+
+def _header(headers: dict[str, bytes], name: str) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def _refuse(scope: Message, send: Send, status: int, detail: str) -> None:
+    """Answer the handshake with an HTTP error instead of upgrading."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": detail})  # plain 403
+        return
+    body = detail.encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _peer(scope: Message) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
