@@ -18,19 +18,33 @@
    peer has stopped reading; otherwise (or for TLS) it falls back to Hypercorn's own path for
    whatever is left. Hypercorn already sends inside a shielded scope, so cancellation is
    unaffected.
+4. **Framing text without wsproto's state machine.** A server's text frame is a two-to-ten byte
+   header and the UTF-8 payload. When the connection is open and no extension (permessage-deflate)
+   was negotiated, wsproto's ``send`` only builds that header, through several layers of calls
+   and copies; the replacement builds it directly. Anything else goes through wsproto.
+
+Fixes 1 and 2 are always installed. The two shortcuts rely on internals, so they are installed
+only for the Hypercorn and wsproto versions they were written against (see ``_SHORTCUTS_FOR``);
+with any other version the server runs on Hypercorn's own paths, only slower.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import struct
+from importlib.metadata import version
 from typing import Any
 
 import trio
 from hypercorn.events import Closed, RawData
-from hypercorn.protocol.ws_stream import WSStream
+from hypercorn.protocol.events import Data
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio import task_group, tcp_server
+from wsproto.connection import ConnectionState
 from wsproto.events import Ping
+
+_SHORTCUTS_FOR = {"hypercorn": ("0.17.", "0.18."), "wsproto": ("1.2.", "1.3.")}
 
 _PATCHED = "_trio_broadcast_pinger"
 
@@ -91,13 +105,49 @@ async def _protocol_send(self: Any, event: Any) -> None:
     await _hypercorn_protocol_send(self, event)
 
 
+_hypercorn_app_send = WSStream.app_send
+
+
+async def _app_send(self: Any, message: Any) -> None:
+    if (
+        message is not None
+        and message["type"] == "websocket.send"
+        and message.get("bytes") is None
+        and type(text := message.get("text")) is str
+        and self.state is ASGIWebsocketState.CONNECTED
+        and not self.closed
+        and self.connection.state is ConnectionState.OPEN
+        and not (proto := self.connection._proto).extensions
+        and proto._outbound_opcode is None
+    ):
+        await self.send(Data(stream_id=self.stream_id, data=text_frame(text.encode())))
+        return
+    await _hypercorn_app_send(self, message)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 §5.2) carrying ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+def _shortcuts_apply() -> bool:
+    return all(version(name).startswith(known) for name, known in _SHORTCUTS_FOR.items())
+
+
 def install() -> None:
-    """Replace ``WSStream._send_pings``, ``TaskGroup.spawn_app`` and
-    ``TCPServer.protocol_send`` (idempotent)."""
+    """Replace ``WSStream._send_pings`` and ``TaskGroup.spawn_app``, and for known versions
+    ``TCPServer.protocol_send`` and ``WSStream.app_send`` (idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
-    tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+    if _shortcuts_apply():
+        tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+        WSStream.app_send = _app_send  # type: ignore[method-assign]
     original_handle = WSStream.handle
 
     async def handle(self: Any, event: Any) -> None:

@@ -252,7 +252,18 @@ async def _drain(
     """
     inbox = subscriber.inbox
     batch = subscriber.batch
-    async for first in inbox:
+    while True:
+        waited = False
+        try:  # after a tick, what gathered is already there: no extra scheduling round for it
+            first = inbox.receive_nowait()
+        except trio.WouldBlock:
+            waited = True
+            try:
+                first = await inbox.receive()
+            except trio.EndOfChannel:
+                return
+        except trio.EndOfChannel:
+            return
         if subscriber.closing is not None:
             return
         subscriber.queued_bytes -= first.size
@@ -272,3 +283,5 @@ async def _drain(
             # next frame then carries everything of one ``write_delay``, and this writer sits
             # out the scheduling rounds in between. At low load a lone event goes out at once.
             await hub.next_tick()
+        elif not waited:
+            await trio.lowlevel.checkpoint()  # one per frame at least, as ``receive`` would
