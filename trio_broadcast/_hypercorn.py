@@ -31,6 +31,7 @@ with any other version the server runs on Hypercorn's own paths, only slower.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import struct
 from importlib.metadata import version
@@ -69,6 +70,8 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
         with contextlib.suppress(trio.BrokenResourceError):  # the app finished: drop it
             await app_send_channel.send(event)
 
+    if _shortcuts_apply():
+        _offer_direct_send(scope, send)
     self._nursery.start_soon(
         task_group._handle,
         app,
@@ -86,23 +89,97 @@ _hypercorn_protocol_send = tcp_server.TCPServer.protocol_send
 
 
 async def _protocol_send(self: Any, event: Any) -> None:
-    if (
-        type(event) is RawData
-        and type(self.stream) is trio.SocketStream
-        and not self.send_lock.locked()
-    ):
-        data = event.data
-        try:
-            sent = os.write(self.stream.socket.fileno(), data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # reset, timed out, or already closed: as send_all would report it
+    if type(event) is not RawData or type(self.stream) is not trio.SocketStream:
+        await _hypercorn_protocol_send(self, event)
+        return
+    data = event.data
+    if self._pending_tail is None and not self.send_lock.locked():
+        sent = _write_nowait(self, data)
+        if sent is None:  # reset, timed out, or already closed: as send_all would report it
             await self.protocol.handle(Closed())
             return
-        if sent == len(data):
+        data = data[sent:]
+        if not data:
             return
-        event = RawData(data=data[sent:])
-    await _hypercorn_protocol_send(self, event)
+    async with self.send_lock:  # Hypercorn's own path, after any tail a DirectSender left
+        tail, self._pending_tail = self._pending_tail, None
+        if tail is not None:
+            data = tail + data
+        if not data:
+            return
+        try:
+            with trio.CancelScope(shield=True):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.protocol.handle(Closed())
+
+
+def _write_nowait(server: Any, data: bytes) -> int | None:
+    """Write what the socket takes now: the number of bytes, or None if the socket failed."""
+    try:
+        return os.write(server.stream.socket.fileno(), data)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+
+
+class DirectSender:
+    """Writes text frames on one Hypercorn WebSocket from any task, without waiting.
+
+    Offered to the app as the ASGI scope extension ``DIRECT_SEND``. Only for plain TCP
+    (not TLS) HTTP/1.1 WebSockets without extensions, and only with the shortcuts installed.
+    """
+
+    def __init__(self, ws: Any, server: Any) -> None:
+        self._ws = ws  # the WSStream: protocol state
+        self._server = server  # the TCPServer: the socket, its send lock, the pending tail
+
+    def send_nowait(self, text: str) -> int:
+        """Write one text frame now.
+
+        Returns -1 when nothing was written (the socket is busy or full, or the connection is
+        not open; use the ASGI ``send``), 0 when the whole frame was written, and otherwise the
+        number of bytes left over: they go out before anything else is sent on the connection,
+        and :meth:`flush` waits for them.
+        """
+        ws = self._ws
+        server = self._server
+        if (
+            server._pending_tail is not None
+            or server.send_lock.locked()
+            or ws.state is not ASGIWebsocketState.CONNECTED
+            or ws.closed
+            or ws.connection.state is not ConnectionState.OPEN
+            or ws.connection._proto.extensions
+            or ws.connection._proto._outbound_opcode is not None
+        ):
+            return -1
+        data = text_frame(text.encode())
+        sent = _write_nowait(server, data)
+        if not sent:  # would block, or failed: the ASGI send reports it properly
+            return -1
+        if sent < len(data):
+            server._pending_tail = data[sent:]
+        return len(data) - sent
+
+    async def flush(self) -> None:
+        """Wait until a left-over tail is written. A checkpoint."""
+        await self._server.protocol_send(RawData(data=b""))
+
+
+DIRECT_SEND = "trio_broadcast.direct_send"  # ASGI scope extension: a DirectSender
+
+
+def _offer_direct_send(scope: Any, send: Any) -> None:
+    ws = getattr(send, "__self__", None)
+    if not isinstance(ws, WSStream):
+        return
+    server = getattr(getattr(ws.send, "__self__", None), "send", None)
+    server = getattr(server, "__self__", None)
+    stream = getattr(server, "stream", None)
+    if isinstance(server, tcp_server.TCPServer) and type(stream) is trio.SocketStream:
+        scope.setdefault("extensions", {})[DIRECT_SEND] = DirectSender(ws, server)
 
 
 _hypercorn_app_send = WSStream.app_send
@@ -135,6 +212,7 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
+@functools.cache
 def _shortcuts_apply() -> bool:
     return all(version(name).startswith(known) for name, known in _SHORTCUTS_FOR.items())
 
@@ -146,6 +224,7 @@ def install() -> None:
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
     if _shortcuts_apply():
+        tcp_server.TCPServer._pending_tail = None  # type: ignore[attr-defined]
         tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         WSStream.app_send = _app_send  # type: ignore[method-assign]
     original_handle = WSStream.handle

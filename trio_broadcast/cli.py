@@ -53,7 +53,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"trio-broadcast: invalid setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json=settings.log_json)
-    from .server import ServerInfo, serve  # Quart and Hypercorn: only the server needs them
+    from .server import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
+
+    tune_gc()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

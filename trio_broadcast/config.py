@@ -138,11 +138,11 @@ class Settings:
         ),
     )
     write_delay: float = attrs.field(
-        default=0.0,
+        default=0.02,
         validator=_non_negative,
         metadata=_help(
-            "most seconds a batching writer waits after a frame to coalesce more events "
-            "(grows with load; 0 disables)"
+            "seconds between coalesced writes to batching clients under load (grows with "
+            "load; at low load an event goes out at once; 0 disables)"
         ),
     )
     shutdown_timeout: float = attrs.field(

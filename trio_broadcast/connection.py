@@ -9,6 +9,7 @@ shutdown) the ``finally`` takes the subscriber out of the hub.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Protocol
 
@@ -49,6 +50,24 @@ class Transport(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame."""
+
+    def send_nowait(self, frame: str) -> Sent:
+        """Send one text frame now if that needs no waiting; never blocks.
+
+        ``REFUSED``: nothing was sent (use :meth:`send`). ``PARTLY``: the frame is committed but
+        its end waits in the transport until :meth:`flush`.
+        """
+
+    async def flush(self) -> None:
+        """Wait until what :meth:`send_nowait` left over is written."""
+
+
+class Sent(enum.Enum):
+    """What :meth:`Transport.send_nowait` did."""
+
+    WHOLE = "whole"  # the frame is written
+    PARTLY = "partly"  # the frame is committed; its end waits for flush()
+    REFUSED = "refused"  # nothing was written
 
 
 @attrs.frozen
@@ -279,9 +298,64 @@ async def _drain(
         if observe_latency is not None:
             observe_latency(trio.current_time() - first.created)
         if len(frames) > 1:
-            # Under load (more than one event was waiting), wait for the hub's next tick: the
-            # next frame then carries everything of one ``write_delay``, and this writer sits
-            # out the scheduling rounds in between. At low load a lone event goes out at once.
-            await hub.next_tick()
+            # Under load (more than one event was waiting), let the hub's tick write what
+            # gathers during each ``write_delay``, for as long as the load lasts; the writer
+            # wakes only when the tick hands the connection back. At low load a lone event
+            # goes out at once.
+            await _coalesce(hub, subscriber, transport, observe_latency)
         elif not waited:
             await trio.lowlevel.checkpoint()  # one per frame at least, as ``receive`` would
+
+
+async def _coalesce(
+    hub: Hub,
+    subscriber: Subscriber,
+    transport: Transport,
+    observe_latency: LatencyObserver | None,
+) -> None:
+    """Leave the writing to the hub's tick until it hands the connection back.
+
+    At every tick the hub calls ``write_nowait``, which sends everything queued since the last
+    tick as one frame, without waiting. It hands back (returns False) when the load has gone
+    (at most one event gathered), or when the frame cannot be written without waiting: then
+    this writer sends it, and the connection's own back-pressure applies again. A checkpoint.
+    """
+    inbox = subscriber.inbox
+    unsent: list[str] = []  # drained, but the transport could not take them without waiting
+    flush = False  # the last frame was only partly written
+
+    def write_nowait() -> bool:
+        nonlocal flush
+        if subscriber.closing is not None:
+            return False
+        frames: list[str] = []
+        created = 0.0
+        while True:
+            try:
+                entry = inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if not frames:
+                created = entry.created
+            subscriber.queued_bytes -= entry.size
+            frames.append(entry.frame)
+        if not frames:
+            return False
+        sent = transport.send_nowait(frames[0] if len(frames) == 1 else encode_batch(frames))
+        if sent is Sent.REFUSED:
+            unsent.extend(frames)
+            return False
+        hub.count_written(1, len(frames))
+        if observe_latency is not None:
+            observe_latency(trio.current_time() - created)
+        flush = sent is Sent.PARTLY
+        return len(frames) > 1 and not flush
+
+    try:
+        await hub.park(subscriber, write_nowait)
+    finally:
+        hub.unpark(subscriber)
+    if flush:
+        await transport.flush()
+    if unsent:
+        await _send_events(hub, transport, unsent, batch=True)

@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl
 
 import structlog
 
-from .connection import ConnectParams, LatencyObserver, TransportClosed, run_connection
+from ._hypercorn import DIRECT_SEND, DirectSender
+from .connection import ConnectParams, LatencyObserver, Sent, TransportClosed, run_connection
 from .hub import Hub
 from .origins import origin_allowed
 
@@ -30,11 +31,16 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class AsgiTransport:
-    """An accepted ASGI WebSocket as a :class:`.connection.Transport`."""
+    """An accepted ASGI WebSocket as a :class:`.connection.Transport`.
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    Writes without waiting through the server's ``DIRECT_SEND`` scope extension when it offers
+    one (see :mod:`._hypercorn`); otherwise :meth:`send_nowait` always refuses.
+    """
+
+    def __init__(self, receive: Receive, send: Send, direct: DirectSender | None = None) -> None:
         self._receive = receive
         self._send = send
+        self._direct = direct
 
     async def receive(self) -> str | bytes | None:
         message = await self._receive()
@@ -48,6 +54,18 @@ class AsgiTransport:
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def send_nowait(self, frame: str) -> Sent:
+        if self._direct is None:
+            return Sent.REFUSED
+        left = self._direct.send_nowait(frame)
+        if left < 0:
+            return Sent.REFUSED
+        return Sent.PARTLY if left else Sent.WHOLE
+
+    async def flush(self) -> None:
+        if self._direct is not None:
+            await self._direct.flush()
 
 
 async def serve_events(
@@ -83,7 +101,7 @@ async def serve_events(
     await send({"type": "websocket.accept"})
     await run_connection(
         hub,
-        AsgiTransport(receive, send),
+        AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND)),
         params,
         peer=_peer(scope),
         observe_latency=observe_latency,

@@ -39,6 +39,7 @@ log = structlog.get_logger("trio_broadcast.hub")
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
+TICK_LOAD_FACTOR = 2.0  # the tick pauses at least twice as long as its last pass took
 
 
 @attrs.define(eq=False)
@@ -109,8 +110,8 @@ class Hub:
             tuple[Subscriber, Publish]
         ](INTAKE_SIZE)
         self._clients_changed = trio.Event()  # set and replaced when a client comes or goes
-        self._tick = trio.Event()  # set and replaced every ``write_delay`` (see next_tick)
-        self._ticking = False  # the tick loop runs: next_tick() waits for it
+        self._ticking = False  # the tick loop runs: park() hands writing over to it
+        self._parked: dict[Subscriber, tuple[Callable[[], bool], trio.Event]] = {}
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._evictions = collections.Counter[str]()
@@ -182,6 +183,7 @@ class Hub:
             del self._subscribers[subscriber.client_id]
             self._notify_clients_changed()
         subscriber.outbox.close()
+        self.unpark(subscriber)
 
     def _notify_clients_changed(self) -> None:
         self._clients_changed.set()
@@ -289,28 +291,48 @@ class Hub:
                 raise
             return
 
-    async def next_tick(self) -> None:
-        """Wait for the next coalescing tick: every ``write_delay`` seconds, the same instant for
-        every writer that waits, so that under load writers send together in one scheduling
-        round and sit out the rounds in between.
+    async def park(self, subscriber: Subscriber, write_nowait: Callable[[], bool]) -> None:
+        """Leave a batching subscriber's writing to the tick until ``write_nowait()`` says stop.
 
-        Returns at once (after a checkpoint) when there is no tick: ``write_delay`` is 0, the hub
-        is not serving, or it is shutting down. Always a checkpoint.
+        While parked, the tick loop calls ``write_nowait()`` every tick (``write_delay``
+        seconds, longer under load); it sends what gathered without blocking and returns
+        whether to stay parked. Returns when it returns False, when the subscriber leaves, when
+        :meth:`unpark` is called, or at once (after a checkpoint) when there is no tick:
+        ``write_delay`` is 0, the hub is not serving, or it is shutting down. A checkpoint.
         """
-        if self._ticking:
-            await self._tick.wait()
-        else:
+        if not self._ticking or subscriber.closing is not None:
             await trio.lowlevel.checkpoint()
+            return
+        handed_back = trio.Event()
+        self._parked[subscriber] = (write_nowait, handed_back)
+        await handed_back.wait()
 
-    async def _tick_loop(self, interval: float) -> None:
+    def unpark(self, subscriber: Subscriber) -> None:
+        """End :meth:`park` for ``subscriber`` (idempotent)."""
+        parked = self._parked.pop(subscriber, None)
+        if parked is not None:
+            parked[1].set()
+
+    async def _tick_loop(self, write_delay: float) -> None:
+        """Every tick, write for every parked subscriber in one pass: no task wakes for it.
+
+        The pause between ticks is ``write_delay``, or twice as long as the last pass took if
+        that is longer: under load frames grow instead of the writing taking over the CPU.
+        """
+        delay = write_delay
         while True:
-            await trio.sleep(interval)
-            tick, self._tick = self._tick, trio.Event()
-            tick.set()
+            await trio.sleep(delay)
+            started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
+            for subscriber, (write_nowait, _) in list(self._parked.items()):
+                if not write_nowait():
+                    self.unpark(subscriber)
+            busy = time.thread_time() - started
+            delay = max(write_delay, TICK_LOAD_FACTOR * busy)
 
     def _stop_ticking(self) -> None:
         self._ticking = False
-        self._tick.set()  # release every writer still waiting
+        for subscriber in list(self._parked):
+            self.unpark(subscriber)
 
     def _fail(self, error: BaseException) -> None:
         self.failed = error

@@ -9,6 +9,7 @@ stuck in Hypercorn's send, which runs in a shielded cancel scope and cannot be c
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,22 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.errorlog = logging.getLogger("hypercorn.error")  # through our log setup
     config.include_server_header = False
     return config
+
+
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+
+
+def tune_gc() -> None:
+    """Make garbage collection pauses rarer and shorter for a long-running server process.
+
+    Everything loaded so far (modules, classes: hundreds of thousands of objects) is moved out
+    of the collector's sight with ``gc.freeze()``, and young collections run less often, so that
+    the older generations, whose full passes stall every connection at once, fill more slowly.
+    Call once, after imports, before serving.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def serve(

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trio_broadcast.config import Settings
-from trio_broadcast.connection import ConnectParams, TransportClosed, run_connection
+from trio_broadcast.connection import ConnectParams, Sent, TransportClosed, run_connection
 from trio_broadcast.hub import MAX_RESTARTS, Hub
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -56,6 +56,17 @@ class FakeTransport:
             else:
                 self.free_sends -= 1
         self._sent_send.send_nowait(frame)
+
+    def send_nowait(self, frame: str) -> Sent:
+        if self.free_sends is not None:
+            if self.free_sends == 0:
+                return Sent.REFUSED
+            self.free_sends -= 1
+        self._sent_send.send_nowait(frame)
+        return Sent.WHOLE
+
+    async def flush(self) -> None:
+        await trio.lowlevel.checkpoint()
 
     async def close(self, code: int, reason: str) -> None:
         self._sent_send.send_nowait(Closed(code, reason))
