@@ -117,23 +117,35 @@ class RawClient:
     async def read_until_closed(self) -> int | None:
         """Read and parse until the server closes; its close code, or None if there was none."""
         try:
-            while self.close_code is None:
-                data = await self.sock.recv(65536)
-                if not data:
-                    break
-                self.frames.receive_bytes(data)
-                for frame in self.frames.received_frames():
-                    if frame.opcode in (Opcode.TEXT, Opcode.CONTINUATION):
-                        self._partial += str(frame.payload)
-                        if frame.message_finished:
-                            self.messages.append(self._partial)
-                            self._partial = ""
-                    elif frame.opcode is Opcode.CLOSE:
-                        code, _reason = cast(tuple[int, str], frame.payload)
-                        self.close_code = int(code)
+            while self.close_code is None and await self._read_some():
+                pass
         except ConnectionResetError:
             pass
         return self.close_code
+
+    async def read_messages(self, count: int) -> list[str]:
+        """Read and parse until ``count`` text messages have arrived in all; all of them."""
+        while len(self.messages) < count:
+            if not await self._read_some():
+                raise ConnectionError(f"closed after {len(self.messages)} of {count} messages")
+        return self.messages
+
+    async def _read_some(self, size: int = 65536) -> bool:
+        """Receive once and parse what came (a malformed frame raises); False at EOF."""
+        data = await self.sock.recv(size)
+        if not data:
+            return False
+        self.frames.receive_bytes(data)
+        for frame in self.frames.received_frames():
+            if frame.opcode in (Opcode.TEXT, Opcode.CONTINUATION):
+                self._partial += str(frame.payload)
+                if frame.message_finished:
+                    self.messages.append(self._partial)
+                    self._partial = ""
+            elif frame.opcode is Opcode.CLOSE:
+                code, _reason = cast(tuple[int, str], frame.payload)
+                self.close_code = int(code)
+        return True
 
     async def send_text(self, text: str) -> None:
         """Send one (masked) text frame."""

@@ -20,6 +20,7 @@ from support import (
     publish,
     read_until_closed,
     receive_type,
+    unbatch,
 )
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
@@ -100,6 +101,37 @@ async def test_stalled_reader_is_evicted_with_4008_while_healthy_clients_get_eve
             assert replayed == list(range(len(seen) + 1, final_seq + 1))
     for listener in listeners:
         assert listener.seqs == list(range(1, final_seq + 1))
+
+
+async def test_frames_cut_by_a_full_socket_reach_a_batching_client_whole_and_in_order(
+    server: RunningServer,
+) -> None:
+    # Under load the hub's tick writes batch frames without waiting. A client that stopped
+    # reading fills its socket, so a frame is cut where the buffer ends: its tail must still
+    # go out first, before any other frame, and nothing may be lost or repeated.
+    slow = await RawClient.connect(server.info.host, server.info.port, "?batch=1")
+    texts = [f"{n:04d}" + "y" * 3000 for n in range(300)]
+    async with connect(server.ws_url) as sender:
+        await receive_type(sender, "welcome")
+        for text in texts:  # no waiting for acks: events pile up and go out in batches
+            await publish(sender, text)
+        for _ in texts:
+            await receive_type(sender, "ack")
+        assert server.app.hub.statistics().evictions == {}
+        assert json.loads((await slow.read_messages(1))[0])["type"] == "welcome"
+        events: list[dict[str, object]] = []
+        batches, seen = 0, 1
+        while len(events) < len(texts):
+            await slow.read_messages(seen + 1)
+            for message in slow.messages[seen:]:
+                frame = json.loads(message)
+                batches += frame["type"] == "batch"
+                events += unbatch(frame)
+            seen = len(slow.messages)
+        slow.close()
+    assert [e["seq"] for e in events] == list(range(1, len(texts) + 1))
+    assert [e["message"] for e in events] == texts
+    assert batches > 0
 
 
 async def test_zero_window_client_is_freed_within_the_write_timeout(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -546,3 +548,94 @@ async def test_intake_depth_counts_messages_waiting_for_the_broadcaster() -> Non
             await hub.submit(sender, Publish(f"m{index}"))
         assert hub.statistics().intake_depth == 3
         assert hub.seq == 0
+
+
+# -- the coalescing tick ---------------------------------------------------------------------
+
+
+@attrs.define
+class Writes:
+    """A ``write_nowait`` for Hub.park that records when it runs and says when to stop."""
+
+    stay_for: int  # calls that answer "stay parked"
+    busy: float = 0.0  # CPU seconds the first call burns (a long pass)
+    times: list[float] = attrs.field(factory=list)  # trio time of every call
+
+    def __call__(self) -> bool:
+        self.times.append(trio.current_time())
+        if len(self.times) == 1 and self.busy:
+            started = time.thread_time()
+            while time.thread_time() - started < self.busy:
+                pass
+        return len(self.times) <= self.stay_for
+
+
+async def test_a_parked_subscriber_is_written_every_tick_until_it_hands_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        subscriber = hub.subscribe(batch=True).subscriber
+        writes = Writes(stay_for=2)
+        with trio.fail_after(TIMEOUT):
+            await hub.park(subscriber, writes)
+        assert len(writes.times) == 3
+        gaps = [later - earlier for earlier, later in itertools.pairwise(writes.times)]
+        assert gaps == pytest.approx([0.05, 0.05])
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_tick_pauses_longer_after_a_long_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        subscriber = hub.subscribe(batch=True).subscriber
+        writes = Writes(stay_for=1, busy=0.05)
+        with trio.fail_after(TIMEOUT):
+            await hub.park(subscriber, writes)
+        # The pass took 50 ms of CPU: the next one comes TICK_LOAD_FACTOR times that later.
+        assert writes.times[1] - writes.times[0] >= hub_module.TICK_LOAD_FACTOR * 0.05
+        nursery.cancel_scope.cancel()
+
+
+async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.MockClock) -> None:
+    hub = make_hub(write_delay=0.05)
+    ended: list[str] = []
+
+    async def park(name: str, subscriber: Subscriber) -> None:
+        await hub.park(subscriber, Writes(stay_for=10**9))
+        ended.append(name)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        leaving = hub.subscribe(batch=True).subscriber
+        staying = hub.subscribe(batch=True).subscriber
+        nursery.start_soon(park, "leaving", leaving)
+        nursery.start_soon(park, "staying", staying)
+        await trio.sleep(1)
+        assert ended == []
+        hub.unsubscribe(leaving)
+        await trio.testing.wait_all_tasks_blocked()
+        assert ended == ["leaving"]
+        hub.close_all()
+        await trio.testing.wait_all_tasks_blocked()
+        assert ended == ["leaving", "staying"]
+        # Shutting down: nobody parks any more.
+        writes = Writes(stay_for=10**9)
+        with trio.fail_after(TIMEOUT):
+            await hub.park(staying, writes)
+        assert writes.times == []
+
+
+async def test_without_a_write_delay_park_returns_at_once() -> None:
+    hub = make_hub(write_delay=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        writes = Writes(stay_for=10**9)
+        with trio.fail_after(TIMEOUT):
+            await hub.park(hub.subscribe(batch=True).subscriber, writes)
+        assert writes.times == []
+        nursery.cancel_scope.cancel()
