@@ -1,4 +1,4 @@
-"""Two fixes and one shortcut for Hypercorn (0.17, 0.18), installed when the app is created.
+"""Two fixes and three shortcuts for Hypercorn (0.17, 0.18), installed when the app is created.
 
 1. **The pinger.** Hypercorn sends pings from a task that sleeps ``websocket_ping_interval``
    between pings and only then looks whether the connection closed. The connection's task group
@@ -22,6 +22,12 @@
    header and the UTF-8 payload. When the connection is open and no extension (permessage-deflate)
    was negotiated, wsproto's ``send`` only builds that header, through several layers of calls
    and copies; the replacement builds it directly. Anything else goes through wsproto.
+
+5. **Writing from another task.** :class:`DirectSender`, offered to the app as the ASGI scope
+   extension ``DIRECT_SEND``, writes a text frame at once or refuses without writing anything;
+   a frame the socket took only in part leaves its tail pending, and the tail goes out before
+   anything else is sent on that connection. The hub's tick writes to many clients through it
+   in one pass (see :meth:`.hub.Hub.park`).
 
 Fixes 1 and 2 are always installed. The two shortcuts rely on internals, so they are installed
 only for the Hypercorn and wsproto versions they were written against (see ``_SHORTCUTS_FOR``);
