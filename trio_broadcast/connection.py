@@ -273,7 +273,7 @@ async def _drain(
     batch = subscriber.batch
     while True:
         waited = False
-        try:  # after a tick, what gathered is already there: no extra scheduling round for it
+        try:  # after a hand-back events may be waiting: no extra scheduling round for them
             first = inbox.receive_nowait()
         except trio.WouldBlock:
             waited = True
