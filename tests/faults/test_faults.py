@@ -223,6 +223,20 @@ async def test_a_flooder_closed_with_1008_gets_its_tcp_connection_closed(
         assert server.app.hub.statistics().evictions == {"rate_abuse": 1}
 
 
+async def test_a_client_still_sending_when_closed_reads_its_close_code(
+    server_factory: ServerFactory,
+) -> None:
+    # The server keeps reading (and discarding) after its close frame, up to CLOSE_TIMEOUT, so
+    # a client in the middle of sending is not reset: a reset can destroy the close frame.
+    async with server_factory(publish_rate=1.0, publish_burst=2, rate_limit_strikes=3) as server:
+        client = await RawClient.connect(server.info.host, server.info.port, rcvbuf=65536)
+        for n in range(100):  # no BrokenPipe/ConnectionReset: the socket is not reset
+            await client.send_text(json.dumps({"message": f"m{n}"}))
+        assert await client.read_until_closed() == 1008
+        client.close()
+        await server.wait_for_sessions(0)
+
+
 async def test_a_closed_connection_does_not_wait_for_its_next_ping(
     server_factory: ServerFactory,
 ) -> None:
