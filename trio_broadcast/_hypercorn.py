@@ -154,11 +154,7 @@ class DirectSender:
         if (
             server._pending_tail is not None
             or server.send_lock.locked()
-            or ws.state is not ASGIWebsocketState.CONNECTED
-            or ws.closed
-            or ws.connection.state is not ConnectionState.OPEN
-            or ws.connection._proto.extensions
-            or ws.connection._proto._outbound_opcode is not None
+            or not _frames_plain_text(ws)
         ):
             return -1
         data = text_frame(text.encode())
@@ -197,15 +193,24 @@ async def _app_send(self: Any, message: Any) -> None:
         and message["type"] == "websocket.send"
         and message.get("bytes") is None
         and type(text := message.get("text")) is str
-        and self.state is ASGIWebsocketState.CONNECTED
-        and not self.closed
-        and self.connection.state is ConnectionState.OPEN
-        and not (proto := self.connection._proto).extensions
-        and proto._outbound_opcode is None
+        and _frames_plain_text(self)
     ):
         await self.send(Data(stream_id=self.stream_id, data=text_frame(text.encode())))
         return
     await _hypercorn_app_send(self, message)
+
+
+def _frames_plain_text(ws: Any) -> bool:
+    """The WebSocket is open, with no extension and no message half sent: a text frame may be
+    built by :func:`text_frame` instead of wsproto."""
+    proto = ws.connection._proto if ws.state is ASGIWebsocketState.CONNECTED else None
+    return (
+        proto is not None
+        and not ws.closed
+        and ws.connection.state is ConnectionState.OPEN
+        and not proto.extensions
+        and proto._outbound_opcode is None
+    )
 
 
 def text_frame(payload: bytes) -> bytes:

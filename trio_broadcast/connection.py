@@ -19,7 +19,7 @@ import trio
 
 from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
 from .hub import Hub, Subscriber, Subscription
-from .protocol import Publish, encode_batch, encode_error
+from .protocol import Outgoing, Publish, encode_batch, encode_error
 from .ratelimit import Verdict
 
 log = structlog.get_logger("trio_broadcast.connection")
@@ -287,13 +287,8 @@ async def _drain(
             return
         subscriber.queued_bytes -= first.size
         frames = [first.frame]
-        while batch:
-            try:
-                entry = inbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            subscriber.queued_bytes -= entry.size
-            frames.append(entry.frame)
+        if batch:
+            frames += [entry.frame for entry in _take_queued(subscriber)]
         await _send_events(hub, transport, frames, batch=batch)
         if observe_latency is not None:
             observe_latency(trio.current_time() - first.created)
@@ -320,7 +315,6 @@ async def _coalesce(
     (at most one event gathered), or when the frame cannot be written without waiting: then
     this writer sends it, and the connection's own back-pressure applies again. A checkpoint.
     """
-    inbox = subscriber.inbox
     unsent: list[str] = []  # drained, but the transport could not take them without waiting
     flush = False  # the last frame was only partly written
 
@@ -328,26 +322,17 @@ async def _coalesce(
         nonlocal flush
         if subscriber.closing is not None:
             return False
-        frames: list[str] = []
-        created = 0.0
-        while True:
-            try:
-                entry = inbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            if not frames:
-                created = entry.created
-            subscriber.queued_bytes -= entry.size
-            frames.append(entry.frame)
-        if not frames:
+        entries = _take_queued(subscriber)
+        if not entries:
             return False
+        frames = [entry.frame for entry in entries]
         sent = transport.send_nowait(frames[0] if len(frames) == 1 else encode_batch(frames))
         if sent is Sent.REFUSED:
             unsent.extend(frames)
             return False
         hub.count_written(1, len(frames))
         if observe_latency is not None:
-            observe_latency(trio.current_time() - created)
+            observe_latency(trio.current_time() - entries[0].created)
         flush = sent is Sent.PARTLY
         return len(frames) > 1 and not flush
 
@@ -359,3 +344,15 @@ async def _coalesce(
         await transport.flush()
     if unsent:
         await _send_events(hub, transport, unsent, batch=True)
+
+
+def _take_queued(subscriber: Subscriber) -> list[Outgoing]:
+    """Everything in the subscriber's outbox right now, taken without waiting."""
+    entries: list[Outgoing] = []
+    while True:
+        try:
+            entry = subscriber.inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return entries
+        subscriber.queued_bytes -= entry.size
+        entries.append(entry)
