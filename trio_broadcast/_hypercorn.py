@@ -157,7 +157,7 @@ class DirectSender:
             or not _frames_plain_text(ws)
         ):
             return -1
-        data = text_frame(text.encode())
+        data = _frame_shared(text)
         sent = _write_nowait(server, data)
         if not sent:  # would block, or failed: the ASGI send reports it properly
             return -1
@@ -211,6 +211,19 @@ def _frames_plain_text(ws: Any) -> bool:
         and not proto.extensions
         and proto._outbound_opcode is None
     )
+
+
+_last_framed: list[tuple[str, bytes]] = []  # the text DirectSender framed last, and its frame
+
+
+def _frame_shared(text: str) -> bytes:
+    """``text`` as a text frame; the same text object sent again (the hub's tick writes one
+    text to every client that keeps up) is not encoded again."""
+    if _last_framed and _last_framed[0][0] is text:
+        return _last_framed[0][1]
+    data = text_frame(text.encode())
+    _last_framed[:] = [(text, data)]
+    return data
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -10,7 +10,7 @@ shutdown) the ``finally`` takes the subscriber out of the hub.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
-from .hub import Hub, Subscriber, Subscription
+from .hub import Bundle, Hub, SharedFrame, SharedFrames, Subscriber, Subscription
 from .protocol import Outgoing, Publish, encode_batch, encode_error
 from .ratelimit import Verdict
 
@@ -285,14 +285,14 @@ async def _drain(
             return
         if subscriber.closing is not None:
             return
-        subscriber.queued_bytes -= first.size
-        frames = [first.frame]
+        _took(subscriber, first)
+        entries = list(first.entries)
         if batch:
-            frames += [entry.frame for entry in _take_queued(subscriber)]
-        await _send_events(hub, transport, frames, batch=batch)
+            entries += _flatten(_take_queued(subscriber))
+        await _send_events(hub, transport, [entry.frame for entry in entries], batch=batch)
         if observe_latency is not None:
-            observe_latency(trio.current_time() - first.created)
-        if len(frames) > 1:
+            observe_latency(trio.current_time() - entries[0].created)
+        if batch and len(entries) > 1:
             # Under load (more than one event was waiting), let the hub's tick write what
             # gathers during each ``write_delay``, for as long as the load lasts; the writer
             # wakes only when the tick hands the connection back. At low load a lone event
@@ -318,23 +318,33 @@ async def _coalesce(
     unsent: list[str] = []  # drained, but the transport could not take them without waiting
     flush = False  # the last frame was only partly written
 
-    def write_nowait() -> bool:
+    def write_nowait(shared: SharedFrames) -> bool:
         nonlocal flush
         if subscriber.closing is not None:
             return False
-        entries = _take_queued(subscriber)
-        if not entries:
+        bundles = tuple(_take_queued(subscriber))
+        if not bundles:
             return False
-        frames = [entry.frame for entry in entries]
-        sent = transport.send_nowait(frames[0] if len(frames) == 1 else encode_batch(frames))
+        # Subscribers that were handed the same bundles since the last tick (all those that
+        # keep up, as a rule) are written the same text: it is built once per tick.
+        frame = shared.get(bundles)
+        if frame is None:
+            entries = _flatten(bundles)
+            text = (
+                entries[0].frame
+                if len(entries) == 1
+                else encode_batch([entry.frame for entry in entries])
+            )
+            frame = shared[bundles] = SharedFrame(text, len(entries), entries[0].created)
+        sent = transport.send_nowait(frame.text)
         if sent is Sent.REFUSED:
-            unsent.extend(frames)
+            unsent.extend(entry.frame for entry in _flatten(bundles))
             return False
-        hub.count_written(1, len(frames))
+        hub.count_written(1, frame.events)
         if observe_latency is not None:
-            observe_latency(trio.current_time() - entries[0].created)
+            observe_latency(trio.current_time() - frame.created)
         flush = sent is Sent.PARTLY
-        return len(frames) > 1 and not flush
+        return frame.events > 1 and not flush
 
     try:
         await hub.park(subscriber, write_nowait)
@@ -346,13 +356,21 @@ async def _coalesce(
         await _send_events(hub, transport, unsent, batch=True)
 
 
-def _take_queued(subscriber: Subscriber) -> list[Outgoing]:
+def _take_queued(subscriber: Subscriber) -> list[Bundle]:
     """Everything in the subscriber's outbox right now, taken without waiting."""
-    entries: list[Outgoing] = []
-    while True:
-        try:
-            entry = subscriber.inbox.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return entries
-        subscriber.queued_bytes -= entry.size
-        entries.append(entry)
+    bundles: list[Bundle] = []
+    receive_nowait = subscriber.inbox.receive_nowait
+    while subscriber.queued:  # every bundle holds an event: no WouldBlock to raise and catch
+        bundle = receive_nowait()
+        _took(subscriber, bundle)
+        bundles.append(bundle)
+    return bundles
+
+
+def _took(subscriber: Subscriber, bundle: Bundle) -> None:
+    subscriber.queued -= len(bundle.entries)
+    subscriber.queued_bytes -= bundle.size
+
+
+def _flatten(bundles: Sequence[Bundle]) -> list[Outgoing]:
+    return [entry for bundle in bundles for entry in bundle.entries]

@@ -3,10 +3,13 @@ policy. Knows nothing of Quart or sockets.
 
 Data path of one message: a connection's reader calls :meth:`Hub.submit` (awaits room in the
 bounded intake: publishers get back-pressure), the broadcaster task (:meth:`Hub.serve`) takes it,
-gives it the next ``seq``, encodes it **once** into an :class:`~.protocol.Outgoing`, keeps it in
-the history and ``send_nowait``\\ s that same object into every other subscriber's outbox. An outbox
-that is full, by count or by bytes, gets the slow-consumer policy: the subscriber is dropped and
-told to close with 4008. Nothing on that path awaits per subscriber.
+gives it the next ``seq``, encodes it **once** into an :class:`~.protocol.Outgoing` and keeps it in
+the history. Everything accepted in one wakeup travels as one :class:`Bundle`: the broadcaster
+``send_nowait``\\ s that same bundle into every other subscriber's outbox, one channel operation
+per subscriber however many messages it holds (a publisher gets a bundle of its own, with its
+acks in place of its own messages). An outbox that would be full, by count or by bytes, gets the
+slow-consumer policy: the subscriber is dropped and told to close with 4008. Nothing on that path
+awaits per subscriber.
 """
 
 from __future__ import annotations
@@ -39,7 +42,33 @@ log = structlog.get_logger("trio_broadcast.hub")
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
-TICK_LOAD_FACTOR = 2.0  # the tick pauses at least twice as long as its last pass took
+TICK_LOAD_FACTOR = 1.0  # the tick pauses at least as long as its last pass took
+
+
+@attrs.frozen(eq=False)
+class Bundle:
+    """Events queued for a subscriber with one channel operation; shared by every outbox that
+    gets the same events. Hashes by identity."""
+
+    entries: tuple[Outgoing, ...]
+    size: int  # UTF-8 bytes of all entries, counted against outbox_bytes
+
+    @classmethod
+    def of(cls, entries: tuple[Outgoing, ...]) -> Bundle:
+        return cls(entries, sum(entry.size for entry in entries))
+
+
+@attrs.frozen
+class SharedFrame:
+    """A frame the tick writes to every parked subscriber that has the same bundles queued."""
+
+    text: str
+    events: int  # events it carries
+    created: float  # when its oldest event was accepted
+
+
+SharedFrames = dict[tuple[Bundle, ...], SharedFrame]  # one tick's frames, by what they carry
+WriteNowait = Callable[[SharedFrames], bool]
 
 
 @attrs.define(eq=False)
@@ -52,9 +81,10 @@ class Subscriber:
 
     client_id: str  # random, sent in the welcome frame and as ``sender``
     batch: bool  # the client opted in to batched frames
-    outbox: trio.MemorySendChannel[Outgoing]  # hub side: send_nowait only
-    inbox: trio.MemoryReceiveChannel[Outgoing]  # connection side: the writer drains it
+    outbox: trio.MemorySendChannel[Bundle]  # hub side: send_nowait only
+    inbox: trio.MemoryReceiveChannel[Bundle]  # connection side: the writer drains it
     limiter: RateLimiter  # publish rate limit of this client
+    queued: int = 0  # events in the outbox, against outbox_messages
     queued_bytes: int = 0  # bytes in the outbox, against outbox_bytes
     closing: CloseConnection | None = None  # set once: why the connection must close
 
@@ -111,9 +141,11 @@ class Hub:
         ](INTAKE_SIZE)
         self._clients_changed = trio.Event()  # set and replaced when a client comes or goes
         self._ticking = False  # the tick loop runs: park() hands writing over to it
-        self._parked: dict[Subscriber, tuple[Callable[[], bool], trio.Event]] = {}
+        self._parked: dict[Subscriber, tuple[WriteNowait, trio.Event]] = {}
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
+        self._frames_out = 0  # plain attributes: bumped once per frame written
+        self._messages_out = 0
         self._evictions = collections.Counter[str]()
         self._errors = collections.Counter[str]()
 
@@ -145,7 +177,8 @@ class Hub:
         client_id = secrets.token_hex(6)
         while client_id in self._subscribers:  # pragma: no cover - 48 random bits
             client_id = secrets.token_hex(6)
-        outbox, inbox = trio.open_memory_channel[Outgoing](self.settings.outbox_messages)
+        # A bundle holds at least one event: the channel never fills before ``queued`` does.
+        outbox, inbox = trio.open_memory_channel[Bundle](self.settings.outbox_messages)
         subscriber = Subscriber(
             client_id=client_id,
             batch=batch,
@@ -224,15 +257,15 @@ class Hub:
 
     def reply(self, subscriber: Subscriber, frame: str) -> None:
         """Queue a frame for one subscriber only (an error or ack); never blocks."""
-        self._offer(subscriber, Outgoing.of(frame, trio.current_time()))
+        self._offer(subscriber, Bundle.of((Outgoing.of(frame, trio.current_time()),)))
 
     def count_error(self, code: str) -> None:
         self._errors[code] += 1
 
     def count_written(self, frames: int, messages: int) -> None:
         """Called by writers after each frame; feeds messages out / frames out."""
-        self._counters["frames_out"] += frames
-        self._counters["messages_out"] += messages
+        self._frames_out += frames
+        self._messages_out += messages
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -291,12 +324,15 @@ class Hub:
                 raise
             return
 
-    async def park(self, subscriber: Subscriber, write_nowait: Callable[[], bool]) -> None:
-        """Leave a batching subscriber's writing to the tick until ``write_nowait()`` says stop.
+    async def park(self, subscriber: Subscriber, write_nowait: WriteNowait) -> None:
+        """Leave a batching subscriber's writing to the tick until ``write_nowait`` says stop.
 
-        While parked, the tick loop calls ``write_nowait()`` every tick (``write_delay``
+        While parked, the tick loop calls ``write_nowait(shared)`` every tick (``write_delay``
         seconds, longer under load); it sends what gathered without blocking and returns
-        whether to stay parked. Returns when it returns False, when the subscriber leaves, when
+        whether to stay parked. ``shared`` is the same dict for every call of one tick, for
+        frames that more than one subscriber is written.
+
+        Returns when ``write_nowait`` returns False, when the subscriber leaves, when
         :meth:`unpark` is called, or at once (after a checkpoint) when there is no tick:
         ``write_delay`` is 0, the hub is not serving, or it is shutting down. A checkpoint.
         """
@@ -323,8 +359,9 @@ class Hub:
         while True:
             await trio.sleep(delay)
             started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
+            shared: SharedFrames = {}
             for subscriber, (write_nowait, _) in list(self._parked.items()):
-                if not write_nowait():
+                if not write_nowait(shared):
                     self.unpark(subscriber)
             busy = time.thread_time() - started
             delay = max(write_delay, TICK_LOAD_FACTOR * busy)
@@ -344,62 +381,98 @@ class Hub:
 
     async def _broadcast_loop(self) -> None:
         receive_nowait = self._intake_receive.receive_nowait
-        async for subscriber, publish in self._intake_receive:
-            self._broadcast(subscriber, publish)
-            # Everything already queued goes out in this scheduling round, not one per round.
+        async for first in self._intake_receive:
+            # Everything already queued goes out now, as one bundle, not one per round.
+            accepted = [first]
             while True:
                 try:
-                    subscriber, publish = receive_nowait()
+                    accepted.append(receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-                self._broadcast(subscriber, publish)
+            self._broadcast(accepted)
 
-    def _broadcast(self, sender: Subscriber, publish: Publish) -> None:
-        seq = self.seq + 1
+    def _broadcast(self, accepted: list[tuple[Subscriber, Publish]]) -> None:
+        """Sequence, encode and fan out messages accepted together, in order."""
         timestamp = format_timestamp(time.time())
         now = trio.current_time()
-        entry = Outgoing.of(
-            encode_message(seq, publish.message, timestamp, sender.client_id), now, seq
-        )
-        self.seq = seq  # only once encoded: a failure here must not leave a gap in seq
-        self._history.append(entry)
-        self._counters["messages_in"] += 1
-        evicted: list[Subscriber] = []
-        max_bytes = self.settings.outbox_bytes
-        delivered = 0
-        for subscriber in self._subscribers.values():
-            if subscriber is sender:
+        sequenced: list[tuple[Subscriber, Publish, Outgoing]] = []
+        for sender, publish in accepted:
+            seq = self.seq + len(sequenced) + 1
+            try:
+                frame = encode_message(seq, publish.message, timestamp, sender.client_id)
+                entry = Outgoing.of(frame, now, seq)
+            except UnicodeEncodeError:  # lone surrogates; Publish.from_text refuses them
+                log.exception("unencodable_broadcast_dropped", client_id=sender.client_id)
                 continue
-            if subscriber.queued_bytes + entry.size > max_bytes:
+            sequenced.append((sender, publish, entry))
+        if not sequenced:
+            return
+        entries = [entry for _, _, entry in sequenced]
+        self.seq += len(entries)
+        for entry in entries:
+            self._history.append(entry)
+        self._counters["messages_in"] += len(entries)
+        senders = {sender for sender, _, _ in sequenced}
+        bundle = Bundle.of(tuple(entries))
+        count, size = len(entries), bundle.size
+        room_count = self.settings.outbox_messages - count  # queued at most this, before
+        room_bytes = self.settings.outbox_bytes - size
+        delivered = 0
+        evicted: list[Subscriber] = []
+        for subscriber in self._subscribers.values():  # the hot loop: _offer() inlined
+            if subscriber in senders:
+                continue
+            if subscriber.queued > room_count or subscriber.queued_bytes > room_bytes:
                 evicted.append(subscriber)
                 continue
             try:
-                subscriber.outbox.send_nowait(entry)
-            except trio.WouldBlock:
+                subscriber.outbox.send_nowait(bundle)
+            except trio.WouldBlock:  # pragma: no cover - the channel holds outbox_messages
                 evicted.append(subscriber)
                 continue
-            subscriber.queued_bytes += entry.size
-            delivered += 1
-        self._counters["deliveries"] += delivered
+            subscriber.queued += count
+            subscriber.queued_bytes += size
+            delivered += count
         for subscriber in evicted:
             self._evict_slow(subscriber)
-        if sender.closing is None:
-            self._offer(sender, Outgoing.of(encode_ack(seq, timestamp, publish.id), now, seq))
+        for sender in senders:
+            if sender.closing is not None:
+                continue
+            # Its own messages come back as acks, in their place among the others'.
+            own = tuple(
+                Outgoing.of(encode_ack(entry.seq, timestamp, publish.id), now, entry.seq)
+                if author is sender
+                else entry
+                for author, publish, entry in sequenced
+            )
+            if self._offer(sender, Bundle.of(own)):
+                delivered += sum(author is not sender for author, _, _ in sequenced)
+        self._counters["deliveries"] += delivered
 
-    def _offer(self, subscriber: Subscriber, entry: Outgoing) -> None:
+    def _offer(self, subscriber: Subscriber, bundle: Bundle) -> bool:
+        """Queue ``bundle`` for ``subscriber``, or evict it if its outbox has no room for it.
+
+        Returns whether it was queued.
+        """
         if subscriber.closing is not None:
-            return
-        if subscriber.queued_bytes + entry.size > self.settings.outbox_bytes:
+            return False
+        settings = self.settings
+        if (
+            subscriber.queued + len(bundle.entries) > settings.outbox_messages
+            or subscriber.queued_bytes + bundle.size > settings.outbox_bytes
+        ):
             self._evict_slow(subscriber)
-            return
+            return False
         try:
-            subscriber.outbox.send_nowait(entry)
-        except trio.WouldBlock:
+            subscriber.outbox.send_nowait(bundle)
+        except trio.WouldBlock:  # pragma: no cover - the channel holds outbox_messages bundles
             self._evict_slow(subscriber)
+            return False
         except trio.ClosedResourceError:
-            return
-        else:
-            subscriber.queued_bytes += entry.size
+            return False
+        subscriber.queued += len(bundle.entries)
+        subscriber.queued_bytes += bundle.size
+        return True
 
     def _evict_slow(self, subscriber: Subscriber) -> None:
         self._evictions["slow_consumer"] += 1
@@ -407,7 +480,7 @@ class Hub:
             "evicted",
             client_id=subscriber.client_id,
             reason="slow_consumer",
-            queued=subscriber.outbox.statistics().current_buffer_used,
+            queued=subscriber.queued,
             queued_bytes=subscriber.queued_bytes,
         )
         self.disconnect(subscriber, SlowConsumerError("slow consumer: outbox overflowed"))
@@ -418,7 +491,7 @@ class Hub:
     # -- introspection -------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
-        depths = [s.outbox.statistics().current_buffer_used for s in self._subscribers.values()]
+        depths = [subscriber.queued for subscriber in self._subscribers.values()]
         return HubStatistics(
             epoch=self.epoch,
             seq=self.seq,
@@ -427,8 +500,8 @@ class Hub:
             open_sessions=self.open_sessions,
             messages_in=self._counters["messages_in"],
             deliveries=self._counters["deliveries"],
-            frames_out=self._counters["frames_out"],
-            messages_out=self._counters["messages_out"],
+            frames_out=self._frames_out,
+            messages_out=self._messages_out,
             evictions=dict(self._evictions),
             errors=dict(self._errors),
             outbox_depth_total=sum(depths),

@@ -14,6 +14,7 @@ import trio.testing
 from trio_broadcast.config import Settings
 from trio_broadcast.connection import ConnectParams, Sent, TransportClosed, run_connection
 from trio_broadcast.hub import MAX_RESTARTS, Hub
+from trio_broadcast.protocol import Publish
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
 
@@ -489,6 +490,26 @@ async def test_batch_client_gets_its_ack_and_errors_in_the_batch(servers: Server
         batch = await client.frame()
         assert [event["type"] for event in batch["events"]] == ["error", "ack"]
         assert batch["events"][1]["id"] == "c-9"
+
+
+async def test_the_tick_writes_one_shared_frame_to_batch_clients_that_keep_up(
+    servers: ServerFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start(write_delay=0.01)
+        clients = [(await server.connect(batch=True))[0] for _ in range(3)]
+        sender = server.hub.subscribe().subscriber
+
+        async def burst(texts: list[str]) -> list[str | Closed]:
+            for text in texts:  # submit() does not yield: the broadcaster takes them together
+                await server.hub.submit(sender, Publish(text))
+            return [await client.next() for client in clients]
+
+        await burst(["a", "b"])  # more than one event at once: the writers park with the tick
+        frames = await burst(["c", "d", "e"])
+        assert frames[0] is frames[1] is frames[2]  # framed once for all three
+        assert isinstance(frames[0], str)
+        assert [event["message"] for event in json.loads(frames[0])["events"]] == ["c", "d", "e"]
 
 
 async def test_client_without_batch_gets_one_frame_per_event(servers: ServerFactory) -> None:

@@ -16,7 +16,7 @@ import trio.testing
 from trio_broadcast import hub as hub_module
 from trio_broadcast.config import Settings
 from trio_broadcast.errors import CloseConnection, SlowConsumerError
-from trio_broadcast.hub import MAX_RESTARTS, Hub, Subscriber
+from trio_broadcast.hub import MAX_RESTARTS, Hub, SharedFrames, Subscriber
 from trio_broadcast.protocol import Outgoing, Publish, encode_message, format_timestamp
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -26,11 +26,18 @@ def make_hub(**overrides: Any) -> Hub:
     return Hub(Settings(**overrides), server_name="trio-broadcast/test")
 
 
+_taken: dict[Subscriber, list[Outgoing]] = {}  # received in a bundle, not yet taken
+
+
 async def take(subscriber: Subscriber) -> Outgoing:
     """Receive the next outbox entry the way the connection's writer does (bytes included)."""
-    entry = await subscriber.inbox.receive()
-    subscriber.queued_bytes -= entry.size
-    return entry
+    entries = _taken.setdefault(subscriber, [])
+    if not entries:
+        bundle = await subscriber.inbox.receive()
+        subscriber.queued -= len(bundle.entries)
+        subscriber.queued_bytes -= bundle.size
+        entries += bundle.entries
+    return entries.pop(0)
 
 
 async def take_json(subscriber: Subscriber) -> dict[str, Any]:
@@ -40,10 +47,10 @@ async def take_json(subscriber: Subscriber) -> dict[str, Any]:
 
 def queued(subscriber: Subscriber) -> list[Outgoing]:
     """Everything left in a subscriber's outbox, without waiting."""
-    entries = []
+    entries = _taken.pop(subscriber, [])
     while True:
         try:
-            entries.append(subscriber.inbox.receive_nowait())
+            entries += subscriber.inbox.receive_nowait().entries
         except (trio.WouldBlock, trio.EndOfChannel):
             return entries
 
@@ -167,6 +174,56 @@ async def test_each_broadcast_is_encoded_once_and_shared_by_every_outbox(
         replay = hub.subscribe(since=0, epoch=hub.epoch).replay
         assert len(replay) == 1
         assert replay[0] is entries[0]
+
+
+async def test_messages_accepted_together_travel_as_one_bundle_with_acks_in_place(
+    running: Running,
+) -> None:
+    hub = running.hub
+    with trio.fail_after(TIMEOUT):
+        alice = hub.subscribe().subscriber
+        bob = hub.subscribe().subscriber
+        listeners = [hub.subscribe().subscriber for _ in range(2)]
+        # submit() does not yield while the intake has room: the broadcaster finds all four.
+        await hub.submit(alice, Publish("a1", id="x"))
+        await hub.submit(bob, Publish("b1"))
+        await hub.submit(alice, Publish("a2"))
+        await hub.submit(bob, Publish("b2"))
+        await trio.testing.wait_all_tasks_blocked()
+        bundles = [listener.inbox.receive_nowait() for listener in listeners]
+        assert bundles[0] is bundles[1]  # one channel operation each, one shared object
+        assert [entry.seq for entry in bundles[0].entries] == [1, 2, 3, 4]
+        assert bundles[0].size == sum(entry.size for entry in bundles[0].entries)
+        assert all(queued(listener) == [] for listener in listeners)
+
+        def kinds(subscriber: Subscriber) -> list[tuple[str, int]]:
+            (bundle,) = [subscriber.inbox.receive_nowait()]
+            frames = [json.loads(entry.frame) for entry in bundle.entries]
+            return [(frame["type"], frame["seq"]) for frame in frames]
+
+        # Each publisher gets the others' messages and its own acks, in seq order.
+        assert kinds(alice) == [("ack", 1), ("message", 2), ("ack", 3), ("message", 4)]
+        assert kinds(bob) == [("message", 1), ("ack", 2), ("message", 3), ("ack", 4)]
+        assert hub.statistics().deliveries == 2 * 4 + 2 + 2
+
+
+async def test_a_bundle_counts_its_events_against_outbox_messages() -> None:
+    hub = make_hub(outbox_messages=3)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.serve)
+            sender = hub.subscribe().subscriber
+            listener = hub.subscribe().subscriber
+            for index in range(2):
+                await hub.submit(sender, Publish(f"m{index}"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert listener.queued == 2  # in one bundle
+            assert hub.statistics().outbox_depth_max == 2
+            for index in range(2):
+                await hub.submit(sender, Publish(f"n{index}"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert isinstance(listener.closing, SlowConsumerError)  # 2 + 2 > 3
+            hub.close_all()
 
 
 async def test_broadcast_frame_size_counts_utf8_bytes(running: Running) -> None:
@@ -357,12 +414,12 @@ async def test_crashed_broadcaster_is_restarted(
     crashes = MAX_RESTARTS  # the most that is tolerated
     real_broadcast = hub._broadcast
 
-    def flaky(sender: Subscriber, publish: Publish) -> None:
+    def flaky(accepted: list[tuple[Subscriber, Publish]]) -> None:
         nonlocal crashes
         if crashes:
             crashes -= 1
             raise RuntimeError("boom")
-        real_broadcast(sender, publish)
+        real_broadcast(accepted)
 
     monkeypatch.setattr(hub, "_broadcast", flaky)
     with trio.fail_after(TIMEOUT):
@@ -370,6 +427,7 @@ async def test_crashed_broadcaster_is_restarted(
         listener = hub.subscribe().subscriber
         for index in range(MAX_RESTARTS + 2):
             await hub.submit(sender, Publish(f"m{index}"))
+            await trio.testing.wait_all_tasks_blocked()  # one broadcast (or crash) each
         assert (await take_json(listener))["message"] == f"m{MAX_RESTARTS}"
         assert (await take_json(listener))["message"] == f"m{MAX_RESTARTS + 1}"
         stats = hub.statistics()
@@ -386,17 +444,28 @@ async def test_too_many_crashes_fail_the_hub_and_close_everyone_with_1011(
     hub = make_hub()
     error = RuntimeError("boom")
 
-    def broken(sender: Subscriber, publish: Publish) -> None:
+    def broken(accepted: list[tuple[Subscriber, Publish]]) -> None:
         raise error
 
     monkeypatch.setattr(hub, "_broadcast", broken)
+    failure: BaseException | None = None
+
+    async def serve() -> None:
+        nonlocal failure
+        try:
+            await hub.serve()
+        except RuntimeError as raised:
+            failure = raised
+
     with trio.fail_after(TIMEOUT):
         sender = hub.subscribe().subscriber
         listener = hub.subscribe().subscriber
-        for index in range(MAX_RESTARTS + 1):
-            await hub.submit(sender, Publish(f"m{index}"))
-        with pytest.raises(RuntimeError, match="boom"):
-            await hub.serve()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            for index in range(MAX_RESTARTS + 1):
+                await hub.submit(sender, Publish(f"m{index}"))
+                await trio.testing.wait_all_tasks_blocked()  # one crash each
+        assert failure is error
         assert hub.failed is error
         assert hub.failed_event.is_set()
         for subscriber in (sender, listener):
@@ -419,7 +488,7 @@ async def test_crashes_older_than_the_restart_window_are_forgotten(
     hub = make_hub()
     crash = True
 
-    def flaky(sender: Subscriber, publish: Publish) -> None:
+    def flaky(accepted: list[tuple[Subscriber, Publish]]) -> None:
         if crash:
             raise RuntimeError("boom")
 
@@ -430,7 +499,7 @@ async def test_crashes_older_than_the_restart_window_are_forgotten(
             sender = hub.subscribe().subscriber
             for index in range(MAX_RESTARTS):
                 await hub.submit(sender, Publish(f"m{index}"))
-            await trio.testing.wait_all_tasks_blocked()
+                await trio.testing.wait_all_tasks_blocked()
             assert hub.statistics().restarts == MAX_RESTARTS
             autojump_clock.jump(2.0)
             await hub.submit(sender, Publish("one more crash, in a fresh window"))
@@ -561,7 +630,7 @@ class Writes:
     busy: float = 0.0  # CPU seconds the first call burns (a long pass)
     times: list[float] = attrs.field(factory=list)  # trio time of every call
 
-    def __call__(self) -> bool:
+    def __call__(self, shared: SharedFrames) -> bool:
         self.times.append(trio.current_time())
         if len(self.times) == 1 and self.busy:
             started = time.thread_time()
