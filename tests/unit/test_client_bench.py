@@ -1,4 +1,5 @@
-"""The bench's pure parts: the latency histogram and the WebSocket frame parser."""
+"""The bench's pure parts: the latency histogram, the WebSocket frame parser, and what its
+subscribers count."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.bench import RawWebSocket, bucket_floor, bucket_of, percentile
+from trio_broadcast.bench import (
+    RawWebSocket,
+    WorkerSpec,
+    _Subscriber,
+    _Worker,
+    bucket_floor,
+    bucket_of,
+    percentile,
+)
+from trio_broadcast.protocol import encode_batch, encode_message
 
 
 @given(st.integers(min_value=0, max_value=10**12))
@@ -81,3 +91,74 @@ def test_parser_joins_fragments_answers_pings_and_stops_at_close() -> None:
     assert pong[1] == 0x80 | 5  # masked, 5 bytes
     assert pong.endswith(b"ping!")
     assert close[0] == 0x88
+
+
+# -- what subscribers count ------------------------------------------------------------------
+
+RUN = "run1:"
+
+
+def message(seq: int, sent_ns: int | None) -> str:
+    text = f"{RUN}{sent_ns}:0:{seq}:xx" if sent_ns is not None else "someone else's"
+    return encode_message(seq, text, "2026-11-25T10:00:00.000000+00:00", "0" * 12)
+
+
+def batch(*events: str) -> str:
+    return encode_batch(list(events))
+
+
+def make_worker() -> _Worker:
+    spec = WorkerSpec(
+        index=0,
+        url="ws://127.0.0.1:1/ws/events",
+        run_id=RUN[:-1],
+        subscribers=2,
+        publishers=[],
+        stalled=0,
+        rate=None,
+        window=1,
+        size=10,
+        total_publishers=0,
+        duration=1.0,
+        drain_timeout=1.0,
+        connect_timeout=1.0,
+    )
+    worker = _Worker(spec, commands=None)  # type: ignore[arg-type]
+    worker.positions = [-1, -1]
+    return worker
+
+
+def reader(slot: int) -> _Subscriber:
+    subscriber = _Subscriber.__new__(_Subscriber)  # no socket: only the counting is tested
+    subscriber.slot = slot
+    subscriber.last = -1
+    return subscriber
+
+
+def test_a_frame_is_decoded_once_for_every_subscriber_that_receives_it() -> None:
+    worker = make_worker()
+    first, second = reader(0), reader(1)
+    shared = batch(message(1, 1_000_000), message(2, None), message(3, 2_000_000))
+    worker._consume(first, [shared], now=5_000_000)
+    worker._consume(second, [shared.encode().decode()], now=6_000_000)  # equal, not the same
+    assert len(worker.frame_cache) == 1
+    result = worker.finish()
+    assert (result.delivered, result.events, result.frames) == (4, 6, 2)
+    assert (result.gaps, result.duplicates) == (0, 0)
+    assert (first.last, second.last) == (3, 3)
+    # Latency of every one of this run's messages, each with its own subscriber's clock.
+    latencies_us = sorted(bucket_floor(b) for b, n in result.latency.items() for _ in range(n))
+    assert latencies_us == [bucket_floor(bucket_of(us)) for us in (3000, 4000, 4000, 5000)]
+
+
+def test_gaps_and_duplicates_are_found_message_by_message() -> None:
+    worker = make_worker()
+    subscriber = reader(0)
+    worker._consume(subscriber, [message(1, 10)], now=1000)
+    worker._consume(subscriber, [batch(message(3, 10), message(4, 10))], now=1000)  # 2 missing
+    worker._consume(subscriber, [batch(message(4, 10), message(5, 10))], now=1000)  # 4 again
+    worker._consume(subscriber, [batch(message(6, 10), message(6, 10))], now=1000)  # in-frame
+    result = worker.finish()
+    assert (result.gaps, result.missing, result.duplicates) == (1, 1, 2)
+    assert subscriber.last == 6
+    assert result.delivered == 5  # 1, 3, 4, 5, 6: duplicates are not deliveries
