@@ -43,6 +43,7 @@ INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before read
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
 TICK_LOAD_FACTOR = 1.0  # the tick pauses at least as long as its last pass took
+TICK_CHUNK = 100  # parked subscribers written between two checkpoints of a tick pass
 
 
 @attrs.frozen(eq=False)
@@ -352,18 +353,26 @@ class Hub:
     async def _tick_loop(self, write_delay: float) -> None:
         """Every tick, write for every parked subscriber in one pass: no task wakes for it.
 
-        The pause between ticks is ``write_delay``, or twice as long as the last pass took if
-        that is longer: under load frames grow instead of the writing taking over the CPU.
+        The pause between ticks is ``write_delay``, or as long as the last pass took (CPU time)
+        if that is longer: under load frames grow instead of the writing taking over the CPU.
+        Every ``TICK_CHUNK`` subscribers the pass lets other tasks run for a round, so messages
+        keep being accepted during a long pass and reach the rest of it.
         """
         delay = write_delay
         while True:
             await trio.sleep(delay)
-            started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
+            busy = 0.0
             shared: SharedFrames = {}
-            for subscriber, (write_nowait, _) in list(self._parked.items()):
-                if not write_nowait(shared):
-                    self.unpark(subscriber)
-            busy = time.thread_time() - started
+            parked = list(self._parked)
+            for start in range(0, len(parked), TICK_CHUNK):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
+                for subscriber in parked[start : start + TICK_CHUNK]:
+                    writing = self._parked.get(subscriber)  # None: it left during a checkpoint
+                    if writing is not None and not writing[0](shared):
+                        self.unpark(subscriber)
+                busy += time.thread_time() - started
             delay = max(write_delay, TICK_LOAD_FACTOR * busy)
 
     def _stop_ticking(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -667,6 +667,47 @@ async def test_the_tick_pauses_longer_after_a_long_pass(
             await hub.park(subscriber, writes)
         # The pass took 50 ms of CPU: the next one comes TICK_LOAD_FACTOR times that later.
         assert writes.times[1] - writes.times[0] >= hub_module.TICK_LOAD_FACTOR * 0.05
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "TICK_CHUNK", 1)
+    hub = make_hub(write_delay=0.05)
+    other_task_ran = False
+    first_written = trio.Event()
+    all_written = trio.Event()
+    seen: list[tuple[int, bool]] = []  # (subscriber, whether the other task had run)
+
+    async def other_task() -> None:
+        nonlocal other_task_ran
+        await first_written.wait()
+        other_task_ran = True
+
+    def writer(index: int) -> Callable[[SharedFrames], bool]:
+        def write_nowait(shared: SharedFrames) -> bool:
+            first_written.set()
+            seen.append((index, other_task_ran))
+            if len(seen) == 4:
+                all_written.set()
+            return False  # hand back after one write
+
+        return write_nowait
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        nursery.start_soon(other_task)
+        for index in range(4):  # parked in this order
+            nursery.start_soon(hub.park, hub.subscribe(batch=True).subscriber, writer(index))
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(TIMEOUT):
+            await all_written.wait()
+        assert [index for index, _ in seen] == [0, 1, 2, 3]  # one pass, in parking order
+        assert seen[0] == (0, False)
+        # The task woken by the first write runs at the next checkpoint, before or after the
+        # second write (trio picks the order): in any case before the third.
+        assert all(ran for _, ran in seen[2:])
         nursery.cancel_scope.cancel()
 
 
