@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
-from .hub import Bundle, Hub, SharedFrame, SharedFrames, Subscriber, Subscription
+from .hub import Bundle, Hub, SharedFrame, Subscriber, Subscription, TickPass
 from .protocol import Outgoing, Publish, encode_batch, encode_error
 from .ratelimit import Verdict
 
@@ -318,16 +318,16 @@ async def _coalesce(
     unsent: list[str] = []  # drained, but the transport could not take them without waiting
     flush = False  # the last frame was only partly written
 
-    def write_nowait(shared: SharedFrames) -> bool:
+    def write_nowait(tick: TickPass) -> bool:
         nonlocal flush
         if subscriber.closing is not None:
             return False
-        bundles = tuple(_take_queued(subscriber))
+        bundles = _take_queued(subscriber)
         if not bundles:
             return False
         # Subscribers that were handed the same bundles since the last tick (all those that
         # keep up, as a rule) are written the same text: it is built once per tick.
-        frame = shared.get(bundles)
+        frame = tick.frames.get(bundles)
         if frame is None:
             entries = _flatten(bundles)
             text = (
@@ -335,14 +335,15 @@ async def _coalesce(
                 if len(entries) == 1
                 else encode_batch([entry.frame for entry in entries])
             )
-            frame = shared[bundles] = SharedFrame(text, len(entries), entries[0].created)
+            frame = tick.frames[bundles] = SharedFrame(text, len(entries), entries[0].created)
         sent = transport.send_nowait(frame.text)
         if sent is Sent.REFUSED:
             unsent.extend(entry.frame for entry in _flatten(bundles))
             return False
-        hub.count_written(1, frame.events)
+        tick.frames_out += 1
+        tick.messages_out += frame.events
         if observe_latency is not None:
-            observe_latency(trio.current_time() - frame.created)
+            observe_latency(tick.now - frame.created)
         flush = sent is Sent.PARTLY
         return frame.events > 1 and not flush
 
@@ -356,15 +357,18 @@ async def _coalesce(
         await _send_events(hub, transport, unsent, batch=True)
 
 
-def _take_queued(subscriber: Subscriber) -> list[Bundle]:
+def _take_queued(subscriber: Subscriber) -> tuple[Bundle, ...]:
     """Everything in the subscriber's outbox right now, taken without waiting."""
-    bundles: list[Bundle] = []
+    if not subscriber.queued:
+        return ()
     receive_nowait = subscriber.inbox.receive_nowait
+    bundles = []
     while subscriber.queued:  # every bundle holds an event: no WouldBlock to raise and catch
         bundle = receive_nowait()
-        _took(subscriber, bundle)
+        subscriber.queued -= len(bundle.entries)
+        subscriber.queued_bytes -= bundle.size
         bundles.append(bundle)
-    return bundles
+    return tuple(bundles)
 
 
 def _took(subscriber: Subscriber, bundle: Bundle) -> None:

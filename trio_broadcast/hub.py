@@ -68,8 +68,17 @@ class SharedFrame:
     created: float  # when its oldest event was accepted
 
 
-SharedFrames = dict[tuple[Bundle, ...], SharedFrame]  # one tick's frames, by what they carry
-WriteNowait = Callable[[SharedFrames], bool]
+@attrs.define
+class TickPass:
+    """One pass of the hub's tick, handed to every ``write_nowait`` call in it."""
+
+    now: float  # trio.current_time(), read once per chunk of the pass
+    frames: dict[tuple[Bundle, ...], SharedFrame] = attrs.Factory(dict)  # by what they carry
+    frames_out: int = 0  # frames written in this pass, counted by the callers
+    messages_out: int = 0  # events in them
+
+
+WriteNowait = Callable[[TickPass], bool]
 
 
 @attrs.define(eq=False)
@@ -328,10 +337,11 @@ class Hub:
     async def park(self, subscriber: Subscriber, write_nowait: WriteNowait) -> None:
         """Leave a batching subscriber's writing to the tick until ``write_nowait`` says stop.
 
-        While parked, the tick loop calls ``write_nowait(shared)`` every tick (``write_delay``
-        seconds, longer under load); it sends what gathered without blocking and returns
-        whether to stay parked. ``shared`` is the same dict for every call of one tick, for
-        frames that more than one subscriber is written.
+        While parked, the tick loop calls ``write_nowait(tick)`` every tick (``write_delay``
+        seconds, longer under load); it sends what gathered without blocking, counts what it
+        wrote in ``tick``, and returns whether to stay parked. ``tick`` is the same
+        :class:`TickPass` for every call of one pass, for frames that more than one subscriber
+        is written.
 
         Returns when ``write_nowait`` returns False, when the subscriber leaves, when
         :meth:`unpark` is called, or at once (after a checkpoint) when there is no tick:
@@ -362,17 +372,19 @@ class Hub:
         while True:
             await trio.sleep(delay)
             busy = 0.0
-            shared: SharedFrames = {}
+            tick = TickPass(now=trio.current_time())
             parked = list(self._parked)
             for start in range(0, len(parked), TICK_CHUNK):
                 if start:
                     await trio.lowlevel.checkpoint()
+                    tick.now = trio.current_time()
                 started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
                 for subscriber in parked[start : start + TICK_CHUNK]:
                     writing = self._parked.get(subscriber)  # None: it left during a checkpoint
-                    if writing is not None and not writing[0](shared):
+                    if writing is not None and not writing[0](tick):
                         self.unpark(subscriber)
                 busy += time.thread_time() - started
+            self.count_written(tick.frames_out, tick.messages_out)
             delay = max(write_delay, TICK_LOAD_FACTOR * busy)
 
     def _stop_ticking(self) -> None:

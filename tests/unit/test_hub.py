@@ -16,7 +16,7 @@ import trio.testing
 from trio_broadcast import hub as hub_module
 from trio_broadcast.config import Settings
 from trio_broadcast.errors import CloseConnection, SlowConsumerError
-from trio_broadcast.hub import MAX_RESTARTS, Hub, SharedFrames, Subscriber
+from trio_broadcast.hub import MAX_RESTARTS, Hub, Subscriber, TickPass
 from trio_broadcast.protocol import Outgoing, Publish, encode_message, format_timestamp
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -630,7 +630,7 @@ class Writes:
     busy: float = 0.0  # CPU seconds the first call burns (a long pass)
     times: list[float] = attrs.field(factory=list)  # trio time of every call
 
-    def __call__(self, shared: SharedFrames) -> bool:
+    def __call__(self, tick: TickPass) -> bool:
         self.times.append(trio.current_time())
         if len(self.times) == 1 and self.busy:
             started = time.thread_time()
@@ -685,8 +685,8 @@ async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
         await first_written.wait()
         other_task_ran = True
 
-    def writer(index: int) -> Callable[[SharedFrames], bool]:
-        def write_nowait(shared: SharedFrames) -> bool:
+    def writer(index: int) -> Callable[[TickPass], bool]:
+        def write_nowait(tick: TickPass) -> bool:
             first_written.set()
             seen.append((index, other_task_ran))
             if len(seen) == 4:
