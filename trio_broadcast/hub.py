@@ -49,7 +49,7 @@ TICK_CHUNK = 100  # parked subscribers written between two checkpoints of a tick
 @attrs.frozen(eq=False)
 class Bundle:
     """Events queued for a subscriber with one channel operation; shared by every outbox that
-    gets the same events. Hashes by identity."""
+    gets the same events. Hashes by identity (a key of :attr:`TickPass.frames`)."""
 
     entries: tuple[Outgoing, ...]
     size: int  # UTF-8 bytes of all entries, counted against outbox_bytes
