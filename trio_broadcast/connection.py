@@ -289,7 +289,13 @@ async def _drain(
         entries = list(first.entries)
         if batch:
             entries += _flatten(_take_queued(subscriber))
-        await _send_events(hub, transport, [entry.frame for entry in entries], batch=batch)
+        if batch:
+            await _send_events(hub, transport, [entry.frame for entry in entries], batch=True)
+        else:
+            for entry in entries:  # one frame each, until the hub closes the connection
+                if subscriber.closing is not None:
+                    return
+                await _send_events(hub, transport, [entry.frame], batch=False)
         if observe_latency is not None:
             observe_latency(trio.current_time() - entries[0].created)
         if batch and len(entries) > 1:

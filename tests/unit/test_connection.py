@@ -388,6 +388,26 @@ async def test_slow_consumer_is_closed_with_4008_and_leaves_the_hub(
         assert (await listener.frame())["message"] == "still flowing"
 
 
+async def test_a_plain_client_closed_while_sending_a_bundle_gets_no_more_of_it(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start(outbox_messages=2)
+        plain = FakeTransport(free_sends=1)  # the welcome, then every send waits
+        server.nursery.start_soon(run_connection, server.hub, plain, ConnectParams())
+        assert (await plain.frame())["type"] == "welcome"
+        sender = server.hub.subscribe().subscriber
+        for text in ("m1", "m2"):  # one bundle: the writer takes both, stalls sending m1
+            await server.hub.submit(sender, Publish(text))
+        await plain.send_blocked.wait()
+        for text in ("m3", "m4", "m5"):  # 3 events > outbox_messages: evicted
+            await server.hub.submit(sender, Publish(text))
+        await trio.testing.wait_all_tasks_blocked()
+        plain.release.set()
+        assert (await plain.frame())["message"] == "m1"  # already being written
+        assert (await plain.closed()).code == 4008  # m2 is not sent after the eviction
+
+
 @pytest.mark.parametrize("free_sends", [0, 1])  # stuck on the welcome, or on a message
 async def test_cancelling_a_connection_stuck_in_send_leaves_no_subscriber(
     servers: ServerFactory, free_sends: int
