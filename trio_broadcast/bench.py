@@ -49,7 +49,7 @@ import time
 import traceback
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -195,6 +195,24 @@ class RawWebSocket:
         return stream.socket.fileno()
 
     async def send_text(self, text: str) -> None:
+        async with self._send_lock:
+            await self.stream.send_all(self._text_frame(text))
+
+    async def send_stamped(self, make_text: Callable[[int], str]) -> int:
+        """Send ``make_text(now)`` as a text frame, ``now`` being ``time.monotonic_ns()`` read
+        when nothing stands between it and the write. Returns ``now``.
+
+        Taking the send lock yields to the scheduler: with the clock read before it, the
+        bench's own busy moments (its reader handling a burst of frames) would count as the
+        server's latency. The write itself is attempted at once.
+        """
+        async with self._send_lock:
+            now = time.monotonic_ns()
+            await self.stream.send_all(self._text_frame(make_text(now)))
+        return now
+
+    @staticmethod
+    def _text_frame(text: str) -> bytes:
         payload = text.encode()
         length = len(payload)
         if length < 126:
@@ -203,8 +221,7 @@ class RawWebSocket:
             header = struct.pack("!BBH4x", 0x81, 0x80 | 126, length)
         else:
             header = struct.pack("!BBQ4x", 0x81, 0x80 | 127, length)
-        async with self._send_lock:
-            await self.stream.send_all(header + payload)
+        return header + payload
 
     async def receive(self) -> list[str]:
         """The text messages complete now; waits for at least one.
@@ -717,6 +734,11 @@ class _Worker:
         next_ns = self.t0_ns + (number * interval_ns) // max(1, spec.total_publishers)
         sent = 0
         worst_lag = 0
+
+        def message(sent_ns: int) -> str:  # the send time first: subscribers parse it
+            text = f"{head}{sent_ns}:{number}:{sent}:".ljust(spec.size, "x")
+            return f'{{"message":"{text}"}}'
+
         try:
             while True:
                 now = monotonic_ns()
@@ -733,11 +755,7 @@ class _Worker:
                 else:
                     worst_lag = max(worst_lag, now - next_ns)
                     next_ns += interval_ns
-                sent_ns = monotonic_ns()
-                text = f"{head}{sent_ns}:{number}:{sent}:"
-                if len(text) < spec.size:
-                    text += "x" * (spec.size - len(text))
-                await ws.send_text(f'{{"message":"{text}"}}')
+                await ws.send_stamped(message)
                 sent += 1
                 self.result.sent += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
