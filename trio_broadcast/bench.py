@@ -15,13 +15,16 @@ Shape of a run::
     aggregate, print table or JSON ◀──────────── counters, latency histogram, CPU time
 
 One clock for latency: a publisher puts ``time.monotonic_ns()`` (CLOCK_MONOTONIC, shared by every
-process on the machine) into the message text when it sends it; a subscriber subtracts it from
-its own ``time.monotonic_ns()`` when the frame arrives. Latencies go into a log-linear histogram
-(under 0.8 % resolution), so the hot path is a few integer operations per message.
+process on the machine) into the message text right before it writes the frame
+(:meth:`RawWebSocket.send_stamped`); a subscriber subtracts it from its own
+``time.monotonic_ns()`` when the frame arrives. Each distinct frame is decoded once per worker,
+and latencies go into a log-linear histogram (under 0.8 % resolution) after the run, so the hot
+path is a dict lookup and a few integer operations per frame.
 
-Subscribers here are lean trio-websocket readers, not the full :mod:`trio_broadcast.client`:
-they check seq continuity (gaps, duplicates) and latency, and nothing else, so that the bench
-stays far from being the bottleneck. Its own CPU use is reported next to the results.
+Subscribers here are lean readers (:class:`RawWebSocket`), not the full
+:mod:`trio_broadcast.client`: they check seq continuity (gaps, duplicates) and latency, and
+nothing else, so that the bench stays far from being the bottleneck. Its own CPU use is
+reported next to the results.
 """
 
 from __future__ import annotations
