@@ -401,15 +401,25 @@ class Hub:
         self.failed_event.set()
 
     async def _broadcast_loop(self) -> None:
+        """Broadcast what the intake holds, a bundle per wakeup.
+
+        A bundle takes everything queued, up to about a quarter of an outbox's limits (message
+        text counted for bytes): a burst larger than an outbox then goes out in several bundles
+        with a scheduling round between them, in which writers that keep up drain their
+        outboxes, instead of overflowing every outbox at once.
+        """
         receive_nowait = self._intake_receive.receive_nowait
+        max_events = max(1, self.settings.outbox_messages // 4)
+        max_chars = self.settings.outbox_bytes // 4
         async for first in self._intake_receive:
-            # Everything already queued goes out now, as one bundle, not one per round.
             accepted = [first]
-            while True:
+            chars = len(first[1].message)
+            while len(accepted) < max_events and chars < max_chars:
                 try:
                     accepted.append(receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                chars += len(accepted[-1][1].message)
             self._broadcast(accepted)
 
     def _broadcast(self, accepted: list[tuple[Subscriber, Publish]]) -> None:

@@ -226,6 +226,29 @@ async def test_a_bundle_counts_its_events_against_outbox_messages() -> None:
             hub.close_all()
 
 
+async def test_a_burst_larger_than_an_outbox_does_not_evict_a_subscriber_that_keeps_up() -> None:
+    hub = make_hub(outbox_messages=8)  # bundles of at most 2
+    received: list[int] = []
+
+    async def keep_up(subscriber: Subscriber) -> None:
+        while len(received) < 40:
+            received.append((await take(subscriber)).seq)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.serve)
+            sender = hub.subscribe().subscriber
+            listener = hub.subscribe().subscriber
+            nursery.start_soon(keep_up, listener)
+            await trio.testing.wait_all_tasks_blocked()
+            for index in range(40):  # in the intake before the broadcaster runs again
+                await hub.submit(sender, Publish(f"m{index}"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert listener.closing is None
+            assert received == list(range(1, 41))
+            hub.close_all()
+
+
 async def test_broadcast_frame_size_counts_utf8_bytes(running: Running) -> None:
     hub = running.hub
     with trio.fail_after(TIMEOUT):
