@@ -157,13 +157,9 @@ class DirectSender:
             or not _frames_plain_text(ws)
         ):
             return -1
-        memo = _last_framed  # inlined _frame_shared(): the tick calls this for every client
-        data = memo[0][1] if memo and memo[0][0] is text else _frame_shared(text)
-        try:
-            sent = os.write(server.stream.socket.fileno(), data)
-        except OSError:  # would block, or failed: the ASGI send reports it properly
-            return -1
-        if not sent:
+        data = _frame_shared(text)
+        sent = _write_nowait(server, data)
+        if not sent:  # would block, or failed: the ASGI send reports it properly
             return -1
         if sent < len(data):
             server._pending_tail = data[sent:]

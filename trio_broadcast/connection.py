@@ -371,8 +371,7 @@ def _take_queued(subscriber: Subscriber) -> tuple[Bundle, ...]:
     bundles = []
     while subscriber.queued:  # every bundle holds an event: no WouldBlock to raise and catch
         bundle = receive_nowait()
-        subscriber.queued -= len(bundle.entries)
-        subscriber.queued_bytes -= bundle.size
+        _took(subscriber, bundle)
         bundles.append(bundle)
     return tuple(bundles)
 
