@@ -10,6 +10,10 @@ per subscriber however many messages it holds (a publisher gets a bundle of its 
 acks in place of its own messages). An outbox that would be full, by count or by bytes, gets the
 slow-consumer policy: the subscriber is dropped and told to close with 4008. Nothing on that path
 awaits per subscriber.
+
+Under load, batching subscribers are *parked* (:meth:`Hub.park`): the hub's tick writes to all of
+them in one pass every ``write_delay`` or so. The broadcaster leaves parked subscribers out of its
+fan-out; the tick queues what each has not had yet, as one bundle, just before writing to it.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Subscriber:
     limiter: RateLimiter  # publish rate limit of this client
     queued: int = 0  # events in the outbox, against outbox_messages
     queued_bytes: int = 0  # bytes in the outbox, against outbox_bytes
+    cursor: int = 0  # while parked: the newest broadcast already queued for it (Hub.park)
     closing: CloseConnection | None = None  # set once: why the connection must close
 
 
@@ -151,7 +156,13 @@ class Hub:
         ](INTAKE_SIZE)
         self._clients_changed = trio.Event()  # set and replaced when a client comes or goes
         self._ticking = False  # the tick loop runs: park() hands writing over to it
+        self._awake: dict[Subscriber, None] = {}  # the broadcaster queues for these at once
         self._parked: dict[Subscriber, tuple[WriteNowait, trio.Event]] = {}
+        # Broadcasts after seq _deferred_seq, with their author and the author's ack: parked
+        # subscribers get them queued by the tick (see park()).
+        self._deferred: list[tuple[Subscriber, Outgoing, Outgoing]] = []
+        self._deferred_seq = 0
+        self._catch_up_bundles: dict[tuple[int, int], tuple[Bundle, set[Subscriber]]] = {}
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._frames_out = 0  # plain attributes: bumped once per frame written
@@ -207,6 +218,7 @@ class Hub:
                 since, epoch == self.epoch, self.seq, trio.current_time()
             )
         self._subscribers[client_id] = subscriber
+        self._awake[subscriber] = None
         self._notify_clients_changed()
         self._counters["connections_total"] += 1
         welcome = encode_welcome(
@@ -225,6 +237,7 @@ class Hub:
         if self._subscribers.get(subscriber.client_id) is subscriber:
             del self._subscribers[subscriber.client_id]
             self._notify_clients_changed()
+        self._awake.pop(subscriber, None)
         subscriber.outbox.close()
         self.unpark(subscriber)
 
@@ -267,6 +280,8 @@ class Hub:
 
     def reply(self, subscriber: Subscriber, frame: str) -> None:
         """Queue a frame for one subscriber only (an error or ack); never blocks."""
+        if subscriber in self._parked:  # after the broadcasts deferred before it
+            self._catch_up(subscriber)
         self._offer(subscriber, Bundle.of((Outgoing.of(frame, trio.current_time()),)))
 
     def count_error(self, code: str) -> None:
@@ -343,6 +358,13 @@ class Hub:
         :class:`TickPass` for every call of one pass, for frames that more than one subscriber
         is written.
 
+        While parked, the subscriber is left out of the broadcaster's fan-out: broadcasts are
+        kept in a list shared by all parked subscribers, and the tick queues what a subscriber
+        has not had yet, as one bundle, into its outbox just before calling its ``write_nowait``
+        (and so does :meth:`unpark`, before the writer takes over again). A thousand parked
+        subscribers then cost the broadcaster nothing per message, and the tick one channel
+        operation each per pass; subscribers that were parked together share one bundle.
+
         Returns when ``write_nowait`` returns False, when the subscriber leaves, when
         :meth:`unpark` is called, or at once (after a checkpoint) when there is no tick:
         ``write_delay`` is 0, the hub is not serving, or it is shutting down. A checkpoint.
@@ -351,14 +373,59 @@ class Hub:
             await trio.lowlevel.checkpoint()
             return
         handed_back = trio.Event()
+        subscriber.cursor = self.seq  # it was awake: every broadcast so far is in its outbox
+        self._awake.pop(subscriber, None)
         self._parked[subscriber] = (write_nowait, handed_back)
         await handed_back.wait()
 
     def unpark(self, subscriber: Subscriber) -> None:
-        """End :meth:`park` for ``subscriber`` (idempotent)."""
+        """End :meth:`park` for ``subscriber`` (idempotent).
+
+        A subscriber that stays connected gets the broadcasts deferred for it queued first.
+        """
         parked = self._parked.pop(subscriber, None)
-        if parked is not None:
-            parked[1].set()
+        if parked is None:
+            return
+        if subscriber.closing is None and self._subscribers.get(subscriber.client_id) is subscriber:
+            self._catch_up(subscriber)
+            if subscriber.closing is None:  # the catch-up did not overflow its outbox
+                self._awake[subscriber] = None
+        parked[1].set()
+
+    def _catch_up(self, subscriber: Subscriber) -> None:
+        """Queue for a parked subscriber, as one bundle, the broadcasts it has not had.
+
+        Subscribers with the same cursor are queued the same bundle, built once; a publisher
+        gets a bundle of its own, with its acks in place of its own messages.
+        """
+        cursor, end = subscriber.cursor, self.seq
+        if cursor >= end:
+            return
+        subscriber.cursor = end
+        shared = self._catch_up_bundles.get((cursor, end))
+        if shared is None:
+            deferred = self._deferred[cursor - self._deferred_seq :]
+            shared = self._catch_up_bundles[cursor, end] = (
+                Bundle.of(tuple(entry for _, entry, _ in deferred)),
+                {author for author, _, _ in deferred},
+            )
+        bundle, authors = shared
+        delivered = len(bundle.entries)
+        if subscriber in authors:
+            deferred = self._deferred[cursor - self._deferred_seq :]
+            bundle = Bundle.of(
+                tuple(ack if author is subscriber else entry for author, entry, ack in deferred)
+            )
+            delivered -= sum(author is subscriber for author, _, _ in deferred)
+        if self._offer(subscriber, bundle):
+            self._counters["deliveries"] += delivered
+
+    def _trim_deferred(self) -> None:
+        """Forget deferred broadcasts that every parked subscriber has had."""
+        oldest = min((subscriber.cursor for subscriber in self._parked), default=self.seq)
+        del self._deferred[: oldest - self._deferred_seq]
+        self._deferred_seq = oldest
+        self._catch_up_bundles.clear()
 
     async def _tick_loop(self, write_delay: float) -> None:
         """Every tick, write for every parked subscriber in one pass: no task wakes for it.
@@ -381,9 +448,13 @@ class Hub:
                 started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
                 for subscriber in parked[start : start + TICK_CHUNK]:
                     writing = self._parked.get(subscriber)  # None: it left during a checkpoint
-                    if writing is not None and not writing[0](tick):
+                    if writing is None:
+                        continue
+                    self._catch_up(subscriber)
+                    if subscriber in self._parked and not writing[0](tick):
                         self.unpark(subscriber)
                 busy += time.thread_time() - started
+            self._trim_deferred()
             self.count_written(tick.frames_out, tick.messages_out)
             delay = max(write_delay, TICK_LOAD_FACTOR * busy)
 
@@ -439,10 +510,20 @@ class Hub:
         if not sequenced:
             return
         entries = [entry for _, _, entry in sequenced]
+        acks = [
+            Outgoing.of(encode_ack(entry.seq, timestamp, publish.id), now, entry.seq)
+            for _, publish, entry in sequenced
+        ]
         self.seq += len(entries)
         for entry in entries:
             self._history.append(entry)
         self._counters["messages_in"] += len(entries)
+        if self._parked:  # the tick queues these for parked subscribers
+            authors = [sender for sender, _, _ in sequenced]
+            self._deferred.extend(zip(authors, entries, acks, strict=True))
+        else:
+            self._deferred.clear()
+            self._deferred_seq = self.seq
         senders = {sender for sender, _, _ in sequenced}
         bundle = Bundle.of(tuple(entries))
         count, size = len(entries), bundle.size
@@ -450,7 +531,7 @@ class Hub:
         room_bytes = self.settings.outbox_bytes - size
         delivered = 0
         evicted: list[Subscriber] = []
-        for subscriber in self._subscribers.values():  # the hot loop: _offer() inlined
+        for subscriber in self._awake:  # the hot loop: _offer() inlined
             if subscriber in senders:
                 continue
             if subscriber.queued > room_count or subscriber.queued_bytes > room_bytes:
@@ -467,14 +548,12 @@ class Hub:
         for subscriber in evicted:
             self._evict_slow(subscriber)
         for sender in senders:
-            if sender.closing is not None:
+            if sender.closing is not None or sender not in self._awake:
                 continue
             # Its own messages come back as acks, in their place among the others'.
             own = tuple(
-                Outgoing.of(encode_ack(entry.seq, timestamp, publish.id), now, entry.seq)
-                if author is sender
-                else entry
-                for author, publish, entry in sequenced
+                ack if author is sender else entry
+                for (author, _, entry), ack in zip(sequenced, acks, strict=True)
             )
             if self._offer(sender, Bundle.of(own)):
                 delivered += sum(author is not sender for author, _, _ in sequenced)
@@ -522,7 +601,10 @@ class Hub:
     # -- introspection -------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
-        depths = [subscriber.queued for subscriber in self._subscribers.values()]
+        depths = [  # a parked subscriber's deferred broadcasts count as queued
+            subscriber.queued + (self.seq - subscriber.cursor if subscriber in self._parked else 0)
+            for subscriber in self._subscribers.values()
+        ]
         return HubStatistics(
             epoch=self.epoch,
             seq=self.seq,

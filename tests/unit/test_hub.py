@@ -772,3 +772,121 @@ async def test_without_a_write_delay_park_returns_at_once() -> None:
             await hub.park(hub.subscribe(batch=True).subscriber, writes)
         assert writes.times == []
         nursery.cancel_scope.cancel()
+
+
+@attrs.define
+class Drains:
+    """A ``write_nowait`` for Hub.park that takes the outbox, as the connection's writer does,
+    and keeps what each tick found there."""
+
+    subscriber: Subscriber
+    stay_for: int  # calls that answer "stay parked"
+    found: list[list[Any]] = attrs.field(factory=list)  # per call: the bundles taken
+
+    def __call__(self, tick: TickPass) -> bool:
+        bundles = []
+        while self.subscriber.queued:
+            bundle = self.subscriber.inbox.receive_nowait()
+            self.subscriber.queued -= len(bundle.entries)
+            self.subscriber.queued_bytes -= bundle.size
+            bundles.append(bundle)
+        self.found.append(bundles)
+        return len(self.found) < self.stay_for
+
+    def kinds(self, call: int) -> list[tuple[str, int]]:
+        frames = [
+            json.loads(entry.frame) for bundle in self.found[call] for entry in bundle.entries
+        ]
+        return [(frame["type"], frame["seq"]) for frame in frames]
+
+
+async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_tick(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        publisher, first, second, awake = (hub.subscribe(batch=True).subscriber for _ in range(4))
+        drains = {subscriber: Drains(subscriber, 2) for subscriber in (publisher, first, second)}
+        for subscriber, drain in drains.items():
+            nursery.start_soon(hub.park, subscriber, drain)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(TIMEOUT):
+            await hub.submit(publisher, Publish("p1"))
+            await hub.submit(awake, Publish("a2"))
+            await hub.submit(publisher, Publish("p3"))
+            await trio.testing.wait_all_tasks_blocked()
+            # An awake subscriber has them at once; parked ones get them from the tick.
+            assert [entry.seq for entry in queued(awake)] == [1, 2, 3]
+            assert all(not drain.found for drain in drains.values())
+            assert all(subscriber.queued == 0 for subscriber in drains)  # left to the tick
+            assert hub.statistics().outbox_depth_max == 3
+            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()
+        found = [drain.found[0] for drain in drains.values()]
+        assert all(len(bundles) == 1 for bundles in found)
+        assert found[1][0] is found[2][0]  # built once for both
+        assert drains[first].kinds(0) == [("message", 1), ("message", 2), ("message", 3)]
+        assert drains[publisher].kinds(0) == [("ack", 1), ("message", 2), ("ack", 3)]
+        assert hub.statistics().deliveries == 2 + 2 * 3 + 1  # the awake one: not its own
+
+        # Handed back (the second call says stop) with nothing new: nothing twice.
+        with trio.fail_after(TIMEOUT):
+            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()
+        assert all(drain.found[1] == [] for drain in drains.values())
+        await hub.submit(awake, Publish("a4"))  # all awake again: queued at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert all([entry.seq for entry in queued(s)] == [4] for s in (publisher, first, second))
+        nursery.cancel_scope.cancel()
+
+
+async def test_unparking_queues_what_the_tick_had_not_written_yet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        sender, parked = (hub.subscribe(batch=True).subscriber for _ in range(2))
+        drain = Drains(parked, stay_for=10**9)
+        nursery.start_soon(hub.park, parked, drain)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(TIMEOUT):
+            await hub.submit(sender, Publish("m1"))
+            await trio.testing.wait_all_tasks_blocked()
+            hub.reply(parked, '{"type":"error"}')  # goes after the broadcast before it
+            hub.unpark(parked)
+            await hub.submit(sender, Publish("m2"))
+            await trio.testing.wait_all_tasks_blocked()
+        assert drain.found == []
+        frames = [json.loads(entry.frame) for entry in queued(parked)]
+        assert [(frame["type"], frame.get("seq")) for frame in frames] == [
+            ("message", 1),
+            ("error", None),
+            ("message", 2),
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_tick(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.05, outbox_messages=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        sender, parked, keeps_up = (hub.subscribe(batch=True).subscriber for _ in range(3))
+        nursery.start_soon(hub.park, parked, Drains(parked, stay_for=10**9))
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(TIMEOUT):
+            for index in range(5):  # more than its outbox holds, before the next tick
+                await hub.submit(sender, Publish(f"m{index}"))
+                assert (await take(keeps_up)).seq == index + 1
+                assert json.loads((await take(sender)).frame)["type"] == "ack"
+            assert parked.closing is None
+            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(parked.closing, SlowConsumerError)
+        assert outbox_closed(parked)
+        assert keeps_up.closing is None
+        assert hub.statistics().evictions == {"slow_consumer": 1}
+        nursery.cancel_scope.cancel()
