@@ -138,7 +138,7 @@ class Settings:
         ),
     )
     write_delay: float = attrs.field(
-        default=0.02,
+        default=0.01,
         validator=_non_negative,
         metadata=_help(
             "seconds between coalesced writes to batching clients under load (grows with "

@@ -46,7 +46,7 @@ log = structlog.get_logger("trio_broadcast.hub")
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
-TICK_LOAD_FACTOR = 1.0  # the tick pauses at least as long as its last pass took
+TICK_LOAD_FACTOR = 0.5  # the tick pauses at least as long as its last pass took
 TICK_CHUNK = 25  # parked subscribers written between two checkpoints of a tick pass
 
 
