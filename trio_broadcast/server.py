@@ -87,20 +87,24 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+GC_YOUNG_THRESHOLD = 5_000  # allocations between young collections (CPython's default: 700)
+GC_MIDDLE_THRESHOLD = 4  # young collections between middle ones (CPython's default: 10)
 
 
 def tune_gc() -> None:
     """Make garbage collection pauses rarer and shorter for a long-running server process.
 
     Everything loaded so far (modules, classes: hundreds of thousands of objects) is moved out
-    of the collector's sight with ``gc.freeze()``, and young collections run less often, so that
-    the older generations, whose full passes stall every connection at once, fill more slowly.
+    of the collector's sight with ``gc.freeze()``. Young collections run less often than by
+    default, and middle ones more often: a middle collection examines everything that survived
+    the young ones since the last, and after a burst of new connections (a few hundred objects
+    each, all surviving) ten young collections' worth was ~200,000 objects and a 150 ms stall of
+    every connection at once; now it is at most ~20,000 objects (~20 ms here).
     Call once, after imports, before serving.
     """
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    _, _, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, old)
 
 
 async def serve(
