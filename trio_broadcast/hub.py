@@ -46,7 +46,7 @@ log = structlog.get_logger("trio_broadcast.hub")
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
-TICK_LOAD_FACTOR = 0.5  # the tick pauses at least as long as its last pass took
+TICK_LOAD_FACTOR = 0.5  # the tick pauses at least half as long as its last pass took
 TICK_CHUNK = 25  # parked subscribers written between two checkpoints of a tick pass
 
 
@@ -430,7 +430,7 @@ class Hub:
     async def _tick_loop(self, write_delay: float) -> None:
         """Every tick, write for every parked subscriber in one pass: no task wakes for it.
 
-        The pause between ticks is ``write_delay``, or as long as the last pass took (CPU time)
+        The pause between ticks is ``write_delay``, or half as long as the last pass took (CPU time)
         if that is longer: under load frames grow instead of the writing taking over the CPU.
         Every ``TICK_CHUNK`` subscribers the pass lets other tasks run for a round, so messages
         keep being accepted during a long pass and reach the rest of it.
