@@ -141,8 +141,8 @@ class Settings:
         default=0.01,
         validator=_non_negative,
         metadata=_help(
-            "seconds between coalesced writes to batching clients under load (grows with "
-            "load; at low load an event goes out at once; 0 disables)"
+            "least pause between two passes that write to batching clients (grows with "
+            "load; a pass starts as soon as something is broadcast; 0 disables passes)"
         ),
     )
     shutdown_timeout: float = attrs.field(

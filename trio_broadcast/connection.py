@@ -51,6 +51,10 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame."""
 
+    @property
+    def sends_nowait(self) -> bool:
+        """Whether :meth:`send_nowait` can send at all (otherwise it always refuses)."""
+
     def send_nowait(self, frame: str) -> Sent:
         """Send one text frame now if that needs no waiting; never blocks.
 
@@ -267,11 +271,20 @@ async def _drain(
 ) -> None:
     """Send outbox entries until the hub closes the outbox.
 
-    A batching client gets everything queued when the writer wakes, as one frame.
+    A batching client is written by the hub's tick whenever the hub has one, the transport can
+    send without waiting, and nothing is queued (see :func:`_coalesce`); this writer steps in
+    when the tick hands the client back: the socket did not take a frame at once, or a reply
+    waits. A batching client gets everything queued when the writer wakes, as one frame.
     """
     inbox = subscriber.inbox
     batch = subscriber.batch
+    tick_writes = batch and transport.sends_nowait
     while True:
+        if tick_writes and not subscriber.queued and hub.can_park(subscriber):
+            await _coalesce(hub, subscriber, transport, observe_latency)
+            if subscriber.closing is not None:
+                return
+            continue
         waited = False
         try:  # after a hand-back events may be waiting: no extra scheduling round for them
             first = inbox.receive_nowait()
@@ -298,13 +311,7 @@ async def _drain(
                 await _send_events(hub, transport, [entry.frame], batch=False)
         if observe_latency is not None:
             observe_latency(trio.current_time() - entries[0].created)
-        if batch and len(entries) > 1:
-            # Under load (more than one event was waiting), let the hub's tick write what
-            # gathers during each ``write_delay``, for as long as the load lasts; the writer
-            # wakes only when the tick hands the connection back. At low load a lone event
-            # goes out at once.
-            await _coalesce(hub, subscriber, transport, observe_latency)
-        elif not waited:
+        if not waited:
             await trio.lowlevel.checkpoint()  # one per frame at least, as ``receive`` would
 
 
@@ -316,10 +323,10 @@ async def _coalesce(
 ) -> None:
     """Leave the writing to the hub's tick until it hands the connection back.
 
-    At every tick the hub calls ``write_nowait``, which sends everything queued since the last
-    tick as one frame, without waiting. It hands back (returns False) when the load has gone
-    (at most one event gathered), or when the frame cannot be written without waiting: then
-    this writer sends it, and the connection's own back-pressure applies again. A checkpoint.
+    At every tick pass the hub calls ``write_nowait``, which sends everything queued since the
+    last one as one frame (a lone event as itself), without waiting. It hands back (returns
+    False) when the frame cannot be written without waiting: then this writer sends it, and
+    the connection's own back-pressure applies again. A checkpoint.
     """
     unsent: list[str] = []  # drained, but the transport could not take them without waiting
     flush = False  # the last frame was only partly written
@@ -330,7 +337,7 @@ async def _coalesce(
             return False
         bundles = _take_queued(subscriber)
         if not bundles:
-            return False
+            return True
         # Subscribers that were handed the same bundles since the last tick (all those that
         # keep up, as a rule) are written the same text: it is built once per tick.
         frame = tick.frames.get(bundles)
@@ -351,7 +358,7 @@ async def _coalesce(
         if observe_latency is not None:
             observe_latency(tick.now - frame.created)
         flush = sent is Sent.PARTLY
-        return frame.events > 1 and not flush
+        return not flush
 
     try:
         await hub.park(subscriber, write_nowait)

@@ -55,6 +55,10 @@ class AsgiTransport:
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
+    @property
+    def sends_nowait(self) -> bool:
+        return self._direct is not None
+
     def send_nowait(self, frame: str) -> Sent:
         if self._direct is None:
             return Sent.REFUSED

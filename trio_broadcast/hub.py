@@ -163,6 +163,7 @@ class Hub:
         self._deferred: list[tuple[Subscriber, Outgoing, Outgoing]] = []
         self._deferred_seq = 0
         self._catch_up_bundles: dict[tuple[int, int], tuple[Bundle, set[Subscriber]]] = {}
+        self._broadcast_deferred = trio.Event()  # wakes the tick loop
         self._restarts: collections.deque[float] = collections.deque()
         self._counters = collections.Counter[str]()
         self._frames_out = 0  # plain attributes: bumped once per frame written
@@ -279,10 +280,14 @@ class Hub:
         self._intake_send.close()
 
     def reply(self, subscriber: Subscriber, frame: str) -> None:
-        """Queue a frame for one subscriber only (an error or ack); never blocks."""
+        """Queue a frame for one subscriber only (an error); never blocks.
+
+        A parked subscriber is handed back to its writer, which sends it.
+        """
         if subscriber in self._parked:  # after the broadcasts deferred before it
             self._catch_up(subscriber)
         self._offer(subscriber, Bundle.of((Outgoing.of(frame, trio.current_time()),)))
+        self.unpark(subscriber)
 
     def count_error(self, code: str) -> None:
         self._errors[code] += 1
@@ -349,27 +354,34 @@ class Hub:
                 raise
             return
 
+    def can_park(self, subscriber: Subscriber) -> bool:
+        """Whether :meth:`park` would park ``subscriber`` rather than return at once."""
+        return (
+            self._ticking
+            and subscriber.closing is None
+            and self._subscribers.get(subscriber.client_id) is subscriber
+        )
+
     async def park(self, subscriber: Subscriber, write_nowait: WriteNowait) -> None:
         """Leave a batching subscriber's writing to the tick until ``write_nowait`` says stop.
 
-        While parked, the tick loop calls ``write_nowait(tick)`` every tick (``write_delay``
-        seconds, longer under load); it sends what gathered without blocking, counts what it
-        wrote in ``tick``, and returns whether to stay parked. ``tick`` is the same
-        :class:`TickPass` for every call of one pass, for frames that more than one subscriber
-        is written.
-
         While parked, the subscriber is left out of the broadcaster's fan-out: broadcasts are
-        kept in a list shared by all parked subscribers, and the tick queues what a subscriber
-        has not had yet, as one bundle, into its outbox just before calling its ``write_nowait``
-        (and so does :meth:`unpark`, before the writer takes over again). A thousand parked
-        subscribers then cost the broadcaster nothing per message, and the tick one channel
-        operation each per pass; subscribers that were parked together share one bundle.
+        kept in a list shared by all parked subscribers. A tick pass runs as soon as there are
+        any, and then at most every ``write_delay`` seconds (longer under load) while more come.
+        For each parked subscriber it queues what the subscriber has not had yet, as one bundle,
+        into its outbox, and calls ``write_nowait(tick)``, which sends what is queued without
+        blocking, counts what it wrote in ``tick``, and returns whether to stay parked. ``tick``
+        is the same :class:`TickPass` for every call of one pass, for frames that more than one
+        subscriber is written. A thousand parked subscribers then cost the broadcaster nothing
+        per message and no task wakes per frame; subscribers at the same point share one bundle.
 
         Returns when ``write_nowait`` returns False, when the subscriber leaves, when
-        :meth:`unpark` is called, or at once (after a checkpoint) when there is no tick:
-        ``write_delay`` is 0, the hub is not serving, or it is shutting down. A checkpoint.
+        :meth:`unpark` is called (also by :meth:`reply`: its writer sends the reply), or at once
+        (after a checkpoint) when :meth:`can_park` is False: no tick (``write_delay`` is 0, the
+        hub is not serving, or it is shutting down), or the subscriber is closing or gone.
+        A checkpoint.
         """
-        if not self._ticking or subscriber.closing is not None:
+        if not self.can_park(subscriber):
             await trio.lowlevel.checkpoint()
             return
         handed_back = trio.Event()
@@ -428,16 +440,17 @@ class Hub:
         self._catch_up_bundles.clear()
 
     async def _tick_loop(self, write_delay: float) -> None:
-        """Every tick, write for every parked subscriber in one pass: no task wakes for it.
+        """Write for every parked subscriber in one pass: no task wakes for it.
 
-        The pause between ticks is ``write_delay``, or half as long as the last pass took (CPU time)
-        if that is longer: under load frames grow instead of the writing taking over the CPU.
-        Every ``TICK_CHUNK`` subscribers the pass lets other tasks run for a round, so messages
-        keep being accepted during a long pass and reach the rest of it.
+        A pass runs when something was broadcast since the last one began, after a pause of
+        ``write_delay``, or half as long as the last pass took (CPU time) if that is longer:
+        under load frames grow instead of the writing taking over the CPU. Every ``TICK_CHUNK``
+        subscribers the pass lets other tasks run for a round, so messages keep being accepted
+        during a long pass and reach the rest of it.
         """
-        delay = write_delay
         while True:
-            await trio.sleep(delay)
+            await self._broadcast_deferred.wait()
+            self._broadcast_deferred = trio.Event()
             busy = 0.0
             tick = TickPass(now=trio.current_time())
             parked = list(self._parked)
@@ -456,7 +469,7 @@ class Hub:
                 busy += time.thread_time() - started
             self._trim_deferred()
             self.count_written(tick.frames_out, tick.messages_out)
-            delay = max(write_delay, TICK_LOAD_FACTOR * busy)
+            await trio.sleep(max(write_delay, TICK_LOAD_FACTOR * busy))
 
     def _stop_ticking(self) -> None:
         self._ticking = False
@@ -521,6 +534,7 @@ class Hub:
         if self._parked:  # the tick queues these for parked subscribers
             authors = [sender for sender, _, _ in sequenced]
             self._deferred.extend(zip(authors, entries, acks, strict=True))
+            self._broadcast_deferred.set()
         else:
             self._deferred.clear()
             self._deferred_seq = self.seq

@@ -40,6 +40,7 @@ class FakeTransport:
         self.free_sends = free_sends  # None: never block
         self.release = trio.Event()  # lets blocked sends through
         self.send_blocked = trio.Event()  # set when a send starts waiting for ``release``
+        self.written_nowait = 0  # frames that went out through send_nowait (the hub's tick)
 
     # -- the Transport protocol, as the connection sees it --
 
@@ -58,12 +59,15 @@ class FakeTransport:
                 self.free_sends -= 1
         self._sent_send.send_nowait(frame)
 
+    sends_nowait = True
+
     def send_nowait(self, frame: str) -> Sent:
         if self.free_sends is not None:
             if self.free_sends == 0:
                 return Sent.REFUSED
             self.free_sends -= 1
         self._sent_send.send_nowait(frame)
+        self.written_nowait += 1
         return Sent.WHOLE
 
     async def flush(self) -> None:
@@ -525,11 +529,54 @@ async def test_the_tick_writes_one_shared_frame_to_batch_clients_that_keep_up(
                 await server.hub.submit(sender, Publish(text))
             return [await client.next() for client in clients]
 
-        await burst(["a", "b"])  # more than one event at once: the writers park with the tick
+        await burst(["a", "b"])
         frames = await burst(["c", "d", "e"])
         assert frames[0] is frames[1] is frames[2]  # framed once for all three
         assert isinstance(frames[0], str)
         assert [event["message"] for event in json.loads(frames[0])["events"]] == ["c", "d", "e"]
+
+
+async def test_the_tick_hands_a_batch_client_it_cannot_write_to_back_to_its_writer(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start(write_delay=0.01)
+        client = FakeTransport(free_sends=2)  # the welcome and one frame, then it stops reading
+        server.nursery.start_soon(run_connection, server.hub, client, ConnectParams(batch=True))
+        assert (await client.frame())["type"] == "welcome"
+        await trio.testing.wait_all_tasks_blocked()
+        sender = server.hub.subscribe().subscriber
+        await server.hub.submit(sender, Publish("m1"))
+        assert (await client.frame())["message"] == "m1"
+        assert client.written_nowait == 1  # by the tick, though nothing else was going on
+        for text in ("m2", "m3"):
+            await server.hub.submit(sender, Publish(text))
+        await client.send_blocked.wait()  # the tick could not write: the writer waits instead
+        await server.hub.submit(sender, Publish("m4"))
+        await trio.testing.wait_all_tasks_blocked()
+        client.release.set()
+        assert [event["message"] for event in (await client.frame())["events"]] == ["m2", "m3"]
+        assert (await client.frame())["message"] == "m4"
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.nothing_more()
+        assert client.written_nowait == 1
+        stats = server.hub.statistics()
+        assert (stats.frames_out, stats.messages_out) == (4, 5)
+
+
+async def test_a_batch_client_is_left_to_its_writer_when_the_transport_cannot_send_nowait(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start(write_delay=0.01)
+        client = FakeTransport()
+        client.sends_nowait = False
+        server.nursery.start_soon(run_connection, server.hub, client, ConnectParams(batch=True))
+        assert (await client.frame())["type"] == "welcome"
+        sender = server.hub.subscribe().subscriber
+        await server.hub.submit(sender, Publish("m1"))
+        assert (await client.frame())["message"] == "m1"
+        assert client.written_nowait == 0
 
 
 async def test_client_without_batch_gets_one_frame_per_event(servers: ServerFactory) -> None:

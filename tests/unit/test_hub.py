@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -662,19 +661,62 @@ class Writes:
         return len(self.times) <= self.stay_for
 
 
-async def test_a_parked_subscriber_is_written_every_tick_until_it_hands_back(
+@attrs.define
+class Drains:
+    """A ``write_nowait`` for Hub.park that takes the outbox, as the connection's writer does,
+    and keeps what each pass found there."""
+
+    subscriber: Subscriber
+    stay_for: int  # calls that answer "stay parked"
+    found: list[list[Any]] = attrs.field(factory=list)  # per call: the bundles taken
+
+    def __call__(self, tick: TickPass) -> bool:
+        bundles = []
+        while self.subscriber.queued:
+            bundle = self.subscriber.inbox.receive_nowait()
+            self.subscriber.queued -= len(bundle.entries)
+            self.subscriber.queued_bytes -= bundle.size
+            bundles.append(bundle)
+        self.found.append(bundles)
+        return len(self.found) < self.stay_for
+
+    def kinds(self, call: int) -> list[tuple[str, int]]:
+        frames = [
+            json.loads(entry.frame) for bundle in self.found[call] for entry in bundle.entries
+        ]
+        return [(frame["type"], frame["seq"]) for frame in frames]
+
+
+async def test_the_tick_passes_when_something_is_broadcast_and_then_at_most_every_write_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05)
+    handed_back: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
         subscriber = hub.subscribe(batch=True).subscriber
+        sender = hub.subscribe().subscriber
         writes = Writes(stay_for=2)
-        with trio.fail_after(TIMEOUT):
+
+        async def park() -> None:
             await hub.park(subscriber, writes)
-        assert len(writes.times) == 3
-        gaps = [later - earlier for earlier, later in itertools.pairwise(writes.times)]
-        assert gaps == pytest.approx([0.05, 0.05])
+            handed_back.append(trio.current_time())
+
+        nursery.start_soon(park)
+        await trio.sleep(1)
+        assert writes.times == []  # nothing broadcast: no pass
+        start = trio.current_time()
+        with trio.fail_after(TIMEOUT):
+            for text in ("m1", "m2", "m3"):  # the first at once; the others in the next pass
+                await hub.submit(sender, Publish(text))
+                await trio.sleep(0.001)
+            await trio.sleep(1)
+            assert writes.times == pytest.approx([start, start + 0.05])
+            assert handed_back == []
+            await hub.submit(sender, Publish("m4"))  # the third call says stop
+            await trio.testing.wait_all_tasks_blocked()
+        assert writes.times[2] == pytest.approx(start + 1.003)
+        assert handed_back == [writes.times[2]]
         nursery.cancel_scope.cancel()
 
 
@@ -685,9 +727,16 @@ async def test_the_tick_pauses_longer_after_a_long_pass(
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
         subscriber = hub.subscribe(batch=True).subscriber
+        sender = hub.subscribe().subscriber
         writes = Writes(stay_for=1, busy=0.05)
+        nursery.start_soon(hub.park, subscriber, writes)
+        await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(TIMEOUT):
-            await hub.park(subscriber, writes)
+            await hub.submit(sender, Publish("m1"))
+            await trio.testing.wait_all_tasks_blocked()
+            await hub.submit(sender, Publish("m2"))
+            await trio.sleep(1)
+        assert len(writes.times) == 2
         # The pass took 50 ms of CPU: the next one comes TICK_LOAD_FACTOR times that later.
         assert writes.times[1] - writes.times[0] >= hub_module.TICK_LOAD_FACTOR * 0.05
         nursery.cancel_scope.cancel()
@@ -721,10 +770,12 @@ async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
         nursery.start_soon(other_task)
+        sender = hub.subscribe().subscriber
         for index in range(4):  # parked in this order
             nursery.start_soon(hub.park, hub.subscribe(batch=True).subscriber, writer(index))
             await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(TIMEOUT):
+            await hub.submit(sender, Publish("go"))
             await all_written.wait()
         assert [index for index, _ in seen] == [0, 1, 2, 3]  # one pass, in parking order
         assert seen[0] == (0, False)
@@ -753,10 +804,12 @@ async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.Mock
         hub.unsubscribe(leaving)
         await trio.testing.wait_all_tasks_blocked()
         assert ended == ["leaving"]
+        assert not hub.can_park(leaving)
         hub.close_all()
         await trio.testing.wait_all_tasks_blocked()
         assert ended == ["leaving", "staying"]
         # Shutting down: nobody parks any more.
+        assert not hub.can_park(staying)
         writes = Writes(stay_for=10**9)
         with trio.fail_after(TIMEOUT):
             await hub.park(staying, writes)
@@ -767,81 +820,63 @@ async def test_without_a_write_delay_park_returns_at_once() -> None:
     hub = make_hub(write_delay=0)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
+        subscriber = hub.subscribe(batch=True).subscriber
+        assert not hub.can_park(subscriber)
         writes = Writes(stay_for=10**9)
         with trio.fail_after(TIMEOUT):
-            await hub.park(hub.subscribe(batch=True).subscriber, writes)
+            await hub.park(subscriber, writes)
         assert writes.times == []
         nursery.cancel_scope.cancel()
 
 
-@attrs.define
-class Drains:
-    """A ``write_nowait`` for Hub.park that takes the outbox, as the connection's writer does,
-    and keeps what each tick found there."""
-
-    subscriber: Subscriber
-    stay_for: int  # calls that answer "stay parked"
-    found: list[list[Any]] = attrs.field(factory=list)  # per call: the bundles taken
-
-    def __call__(self, tick: TickPass) -> bool:
-        bundles = []
-        while self.subscriber.queued:
-            bundle = self.subscriber.inbox.receive_nowait()
-            self.subscriber.queued -= len(bundle.entries)
-            self.subscriber.queued_bytes -= bundle.size
-            bundles.append(bundle)
-        self.found.append(bundles)
-        return len(self.found) < self.stay_for
-
-    def kinds(self, call: int) -> list[tuple[str, int]]:
-        frames = [
-            json.loads(entry.frame) for bundle in self.found[call] for entry in bundle.entries
-        ]
-        return [(frame["type"], frame["seq"]) for frame in frames]
-
-
-async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_tick(
+async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
         publisher, first, second, awake = (hub.subscribe(batch=True).subscriber for _ in range(4))
-        drains = {subscriber: Drains(subscriber, 2) for subscriber in (publisher, first, second)}
+        drains = {subscriber: Drains(subscriber, 3) for subscriber in (publisher, first, second)}
         for subscriber, drain in drains.items():
             nursery.start_soon(hub.park, subscriber, drain)
         await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(TIMEOUT):
-            await hub.submit(publisher, Publish("p1"))
-            await hub.submit(awake, Publish("a2"))
-            await hub.submit(publisher, Publish("p3"))
+            await hub.submit(awake, Publish("a1"))  # a pass at once; then a pause
             await trio.testing.wait_all_tasks_blocked()
-            # An awake subscriber has them at once; parked ones get them from the tick.
-            assert [entry.seq for entry in queued(awake)] == [1, 2, 3]
-            assert all(not drain.found for drain in drains.values())
+            assert all(drain.kinds(0) == [("message", 1)] for drain in drains.values())
+            assert (await take(awake)).seq == 1  # its ack
+            await hub.submit(publisher, Publish("p2"))
+            await hub.submit(awake, Publish("a3"))
+            await hub.submit(publisher, Publish("p4"))
+            await trio.testing.wait_all_tasks_blocked()
+            # An awake subscriber has them at once; parked ones get them from the next pass.
+            assert [(await take(awake)).seq for _ in range(3)] == [2, 3, 4]
+            assert all(len(drain.found) == 1 for drain in drains.values())
             assert all(subscriber.queued == 0 for subscriber in drains)  # left to the tick
             assert hub.statistics().outbox_depth_max == 3
             await trio.sleep(0.05)
             await trio.testing.wait_all_tasks_blocked()
-        found = [drain.found[0] for drain in drains.values()]
+        found = [drain.found[1] for drain in drains.values()]
         assert all(len(bundles) == 1 for bundles in found)
         assert found[1][0] is found[2][0]  # built once for both
-        assert drains[first].kinds(0) == [("message", 1), ("message", 2), ("message", 3)]
-        assert drains[publisher].kinds(0) == [("ack", 1), ("message", 2), ("ack", 3)]
-        assert hub.statistics().deliveries == 2 + 2 * 3 + 1  # the awake one: not its own
+        assert drains[first].kinds(1) == [("message", 2), ("message", 3), ("message", 4)]
+        assert drains[publisher].kinds(1) == [("ack", 2), ("message", 3), ("ack", 4)]
+        # a1 to 3; p2..p4 to the awake one (not its own) and to the others
+        assert hub.statistics().deliveries == 3 + 2 + 2 * 3 + 1
 
-        # Handed back (the second call says stop) with nothing new: nothing twice.
         with trio.fail_after(TIMEOUT):
             await trio.sleep(0.05)
+            await hub.submit(awake, Publish("a5"))  # the third pass: each hands back after it
             await trio.testing.wait_all_tasks_blocked()
-        assert all(drain.found[1] == [] for drain in drains.values())
-        await hub.submit(awake, Publish("a4"))  # all awake again: queued at once
+        assert all(drain.kinds(2) == [("message", 5)] for drain in drains.values())
+        await hub.submit(awake, Publish("a6"))  # all awake again: queued at once
         await trio.testing.wait_all_tasks_blocked()
-        assert all([entry.seq for entry in queued(s)] == [4] for s in (publisher, first, second))
+        assert all([entry.seq for entry in queued(s)] == [6] for s in drains)
+        assert all(len(drain.found) == 3 for drain in drains.values())
         nursery.cancel_scope.cancel()
 
 
-async def test_unparking_queues_what_the_tick_had_not_written_yet(
+async def test_a_reply_hands_a_parked_subscriber_back_after_what_was_deferred_for_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05)
@@ -849,26 +884,35 @@ async def test_unparking_queues_what_the_tick_had_not_written_yet(
         await nursery.start(hub.serve)
         sender, parked = (hub.subscribe(batch=True).subscriber for _ in range(2))
         drain = Drains(parked, stay_for=10**9)
-        nursery.start_soon(hub.park, parked, drain)
+        ended = trio.Event()
+
+        async def park() -> None:
+            await hub.park(parked, drain)
+            ended.set()
+
+        nursery.start_soon(park)
         await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(TIMEOUT):
-            await hub.submit(sender, Publish("m1"))
+            await hub.submit(sender, Publish("m1"))  # written by a pass at once
             await trio.testing.wait_all_tasks_blocked()
-            hub.reply(parked, '{"type":"error"}')  # goes after the broadcast before it
-            hub.unpark(parked)
-            await hub.submit(sender, Publish("m2"))
+            await hub.submit(sender, Publish("m2"))  # deferred: the tick pauses
             await trio.testing.wait_all_tasks_blocked()
-        assert drain.found == []
+            hub.reply(parked, '{"type":"error"}')
+            await ended.wait()
+            await hub.submit(sender, Publish("m3"))  # awake again: queued at once
+            await trio.testing.wait_all_tasks_blocked()
+        assert drain.kinds(0) == [("message", 1)]
+        assert len(drain.found) == 1
         frames = [json.loads(entry.frame) for entry in queued(parked)]
         assert [(frame["type"], frame.get("seq")) for frame in frames] == [
-            ("message", 1),
-            ("error", None),
             ("message", 2),
+            ("error", None),
+            ("message", 3),
         ]
         nursery.cancel_scope.cancel()
 
 
-async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_tick(
+async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_next_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05, outbox_messages=4)
@@ -878,7 +922,7 @@ async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_t
         nursery.start_soon(hub.park, parked, Drains(parked, stay_for=10**9))
         await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(TIMEOUT):
-            for index in range(5):  # more than its outbox holds, before the next tick
+            for index in range(6):  # the first at once; five, more than its outbox holds, later
                 await hub.submit(sender, Publish(f"m{index}"))
                 assert (await take(keeps_up)).seq == index + 1
                 assert json.loads((await take(sender)).frame)["type"] == "ack"
