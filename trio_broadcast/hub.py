@@ -11,9 +11,10 @@ acks in place of its own messages). An outbox that would be full, by count or by
 slow-consumer policy: the subscriber is dropped and told to close with 4008. Nothing on that path
 awaits per subscriber.
 
-Under load, batching subscribers are *parked* (:meth:`Hub.park`): the hub's tick writes to all of
-them in one pass every ``write_delay`` or so. The broadcaster leaves parked subscribers out of its
-fan-out; the tick queues what each has not had yet, as one bundle, just before writing to it.
+Batching subscribers are *parked* (:meth:`Hub.park`): the hub's tick writes to all of them in one
+pass, as soon as something is broadcast and at most every ``write_delay`` or so. The broadcaster
+leaves parked subscribers out of its fan-out; the tick queues what each has not had yet, as one
+bundle, just before writing to it.
 """
 
 from __future__ import annotations
