@@ -283,12 +283,11 @@ class Hub:
     def reply(self, subscriber: Subscriber, frame: str) -> None:
         """Queue a frame for one subscriber only (an error); never blocks.
 
-        A parked subscriber is handed back to its writer, which sends it.
+        A parked subscriber is handed back to its writer, which sends it after the broadcasts
+        deferred before it.
         """
-        if subscriber in self._parked:  # after the broadcasts deferred before it
-            self._catch_up(subscriber)
-        self._offer(subscriber, Bundle.of((Outgoing.of(frame, trio.current_time()),)))
         self.unpark(subscriber)
+        self._offer(subscriber, Bundle.of((Outgoing.of(frame, trio.current_time()),)))
 
     def count_error(self, code: str) -> None:
         self._errors[code] += 1
@@ -357,10 +356,12 @@ class Hub:
 
     def can_park(self, subscriber: Subscriber) -> bool:
         """Whether :meth:`park` would park ``subscriber`` rather than return at once."""
+        return self._ticking and self._staying(subscriber)
+
+    def _staying(self, subscriber: Subscriber) -> bool:
+        """Still subscribed, and not being closed."""
         return (
-            self._ticking
-            and subscriber.closing is None
-            and self._subscribers.get(subscriber.client_id) is subscriber
+            subscriber.closing is None and self._subscribers.get(subscriber.client_id) is subscriber
         )
 
     async def park(self, subscriber: Subscriber, write_nowait: WriteNowait) -> None:
@@ -399,7 +400,7 @@ class Hub:
         parked = self._parked.pop(subscriber, None)
         if parked is None:
             return
-        if subscriber.closing is None and self._subscribers.get(subscriber.client_id) is subscriber:
+        if self._staying(subscriber):
             self._catch_up(subscriber)
             if subscriber.closing is None:  # the catch-up did not overflow its outbox
                 self._awake[subscriber] = None
@@ -415,9 +416,10 @@ class Hub:
         if cursor >= end:
             return
         subscriber.cursor = end
+        start = cursor - self._deferred_seq  # its first deferred broadcast
         shared = self._catch_up_bundles.get((cursor, end))
         if shared is None:
-            deferred = self._deferred[cursor - self._deferred_seq :]
+            deferred = self._deferred[start:]
             shared = self._catch_up_bundles[cursor, end] = (
                 Bundle.of(tuple(entry for _, entry, _ in deferred)),
                 {author for author, _, _ in deferred},
@@ -425,7 +427,7 @@ class Hub:
         bundle, authors = shared
         delivered = len(bundle.entries)
         if subscriber in authors:
-            deferred = self._deferred[cursor - self._deferred_seq :]
+            deferred = self._deferred[start:]
             bundle = Bundle.of(
                 tuple(ack if author is subscriber else entry for author, entry, ack in deferred)
             )
