@@ -250,6 +250,31 @@ async def test_a_closed_connection_does_not_wait_for_its_next_ping(
         await server.stopped.wait()
 
 
+async def test_a_client_that_answers_no_ping_is_dropped_after_idle_timeout_and_others_stay(
+    server_factory: ServerFactory,
+) -> None:
+    async with server_factory(ping_interval=0.2, idle_timeout=0.6) as server:
+        async with connect(server.ws_url + "?batch=1") as alive:  # answers pings by itself
+            await receive_type(alive, "welcome")
+            connected = trio.current_time()
+            # Two silent clients in turn, each dropped a whole idle_timeout after it came:
+            # meanwhile ``alive`` sent nothing but its pongs.
+            for _ in range(2):
+                silent = await RawClient.connect(server.info.host, server.info.port, "?batch=1")
+                await server.wait_for_connections(2)
+                with trio.fail_after(5):
+                    await silent.read_until_closed()  # reads the pings, never answers them
+                    await server.wait_for_connections(1)
+                silent.close()
+            assert trio.current_time() - connected >= 2 * 0.6
+            async with connect(server.ws_url) as publisher:
+                await receive_type(publisher, "welcome")
+                await publish(publisher, "still here")
+                message = await receive_type(alive, "message")
+            assert message["message"] == "still here"
+        await server.wait_for_sessions(0)
+
+
 @pytest.mark.slow
 async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) -> None:
     env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "warning"}
