@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv ui lint typecheck pytest test-frontend test-browser system-deps bench clean
+.PHONY: run test venv ui lint typecheck pytest test-frontend test-browser system-deps screenshot bench clean
 
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
@@ -45,6 +45,9 @@ test-frontend: ui
 
 test-browser: venv ui system-deps
 	cd frontend && npm run test:browser
+
+screenshot: venv ui system-deps
+	cd frontend && UPDATE_SCREENSHOT=1 node --test --test-reporter=spec e2e/screenshot.test.mjs
 
 bench: venv
 	$(BIN)/trio-broadcast bench --spawn

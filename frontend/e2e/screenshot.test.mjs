@@ -1,8 +1,13 @@
 // @ts-check
-/** Writes docs/screenshot.png: the UI with some realistic traffic, for the README. */
+/**
+ * Takes a screenshot of the UI with some realistic traffic. With UPDATE_SCREENSHOT=1 (`make
+ * screenshot`) it replaces docs/screenshot.png, the README's picture; otherwise it goes to a
+ * temporary file, so that running the tests leaves the tree as it was.
+ */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import {
   TEST_TIMEOUT_MS,
@@ -14,9 +19,11 @@ import {
   withServerAndBrowser,
 } from './helpers.mjs';
 
-const target = resolve(repoRoot, 'docs', 'screenshot.png');
+const target = process.env.UPDATE_SCREENSHOT
+  ? resolve(repoRoot, 'docs', 'screenshot.png')
+  : join(mkdtempSync(join(tmpdir(), 'trio-broadcast-')), 'screenshot.png');
 
-test('writes docs/screenshot.png with some traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('takes a screenshot of the UI with some traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
   await withServerAndBrowser({}, async ({ server, browser }) => {
     const a = await openUi(browser, server.url, { width: 1280, height: 960 });
     const b = await openUi(browser, server.url);
