@@ -171,8 +171,11 @@ async def test_shutdown_completes_with_a_zero_window_client(server_factory: Serv
         stalled.close()
 
 
+@pytest.mark.parametrize(
+    "query", ["", "?batch=1"]
+)  # victims written by their writers, or by the tick
 async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, query: str
 ) -> None:
     listeners = [Listener() for _ in range(5)]
     async with server_factory() as server:
@@ -181,7 +184,7 @@ async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
                 nursery.start_soon(listener.run, server.ws_url)
                 await listener.ready.wait()
             victims = [
-                await RawClient.connect(server.info.host, server.info.port, rcvbuf=65536)
+                await RawClient.connect(server.info.host, server.info.port, query, rcvbuf=65536)
                 for _ in range(10)
             ]
             await server.wait_for_connections(15)
