@@ -171,9 +171,8 @@ async def test_shutdown_completes_with_a_zero_window_client(server_factory: Serv
         stalled.close()
 
 
-@pytest.mark.parametrize(
-    "query", ["", "?batch=1"]
-)  # victims written by their writers, or by the tick
+# Victims written by their own writers (plain), or by the hub's tick (batching).
+@pytest.mark.parametrize("query", ["", "?batch=1"])
 async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
     server_factory: ServerFactory, query: str
 ) -> None:
