@@ -413,8 +413,9 @@ async def test_a_plain_client_closed_while_sending_a_bundle_gets_no_more_of_it(
 
 
 @pytest.mark.parametrize("free_sends", [0, 1])  # stuck on the welcome, or on a message
+@pytest.mark.parametrize("batch", [False, True])  # a batching client is handed back first
 async def test_cancelling_a_connection_stuck_in_send_leaves_no_subscriber(
-    servers: ServerFactory, free_sends: int
+    servers: ServerFactory, free_sends: int, batch: bool
 ) -> None:
     with trio.fail_after(TIMEOUT):
         server = await servers.start()
@@ -422,7 +423,7 @@ async def test_cancelling_a_connection_stuck_in_send_leaves_no_subscriber(
         publisher, _ = await server.connect()
         stuck = FakeTransport(free_sends=free_sends)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_connection, hub, stuck, ConnectParams())
+            nursery.start_soon(run_connection, hub, stuck, ConnectParams(batch=batch))
             await hub.wait_until(lambda: hub.connection_count == 2)
             publisher.publish("to be stuck on")
             assert (await publisher.frame())["type"] == "ack"
