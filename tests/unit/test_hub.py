@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -644,6 +645,15 @@ async def test_intake_depth_counts_messages_waiting_for_the_broadcaster() -> Non
 # -- the coalescing tick ---------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def serving(hub: Hub) -> AsyncIterator[trio.Nursery]:
+    """The hub's ``serve`` running in a nursery, cancelled when the block ends."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
 @attrs.define
 class Writes:
     """A ``write_nowait`` for Hub.park that records when it runs and says when to stop."""
@@ -692,8 +702,7 @@ async def test_the_tick_passes_when_something_is_broadcast_and_then_at_most_ever
 ) -> None:
     hub = make_hub(write_delay=0.05)
     handed_back: list[float] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         subscriber = hub.subscribe(batch=True).subscriber
         sender = hub.subscribe().subscriber
         writes = Writes(stay_for=2)
@@ -717,15 +726,13 @@ async def test_the_tick_passes_when_something_is_broadcast_and_then_at_most_ever
             await trio.testing.wait_all_tasks_blocked()
         assert writes.times[2] == pytest.approx(start + 1.003)
         assert handed_back == [writes.times[2]]
-        nursery.cancel_scope.cancel()
 
 
 async def test_the_tick_pauses_longer_after_a_long_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.01)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         subscriber = hub.subscribe(batch=True).subscriber
         sender = hub.subscribe().subscriber
         writes = Writes(stay_for=1, busy=0.05)
@@ -739,7 +746,6 @@ async def test_the_tick_pauses_longer_after_a_long_pass(
         assert len(writes.times) == 2
         # The pass took 50 ms of CPU: the next one comes TICK_LOAD_FACTOR times that later.
         assert writes.times[1] - writes.times[0] >= hub_module.TICK_LOAD_FACTOR * 0.05
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
@@ -767,8 +773,7 @@ async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
 
         return write_nowait
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         nursery.start_soon(other_task)
         sender = hub.subscribe().subscriber
         for index in range(4):  # parked in this order
@@ -782,7 +787,6 @@ async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
         # The task woken by the first write runs at the next checkpoint, before or after the
         # second write (trio picks the order): in any case before the third.
         assert all(ran for _, ran in seen[2:])
-        nursery.cancel_scope.cancel()
 
 
 async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.MockClock) -> None:
@@ -793,8 +797,7 @@ async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.Mock
         await hub.park(subscriber, Writes(stay_for=10**9))
         ended.append(name)
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         leaving = hub.subscribe(batch=True).subscriber
         staying = hub.subscribe(batch=True).subscriber
         nursery.start_soon(park, "leaving", leaving)
@@ -818,23 +821,20 @@ async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.Mock
 
 async def test_without_a_write_delay_park_returns_at_once() -> None:
     hub = make_hub(write_delay=0)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub):
         subscriber = hub.subscribe(batch=True).subscriber
         assert not hub.can_park(subscriber)
         writes = Writes(stay_for=10**9)
         with trio.fail_after(TIMEOUT):
             await hub.park(subscriber, writes)
         assert writes.times == []
-        nursery.cancel_scope.cancel()
 
 
 async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         publisher, first, second, awake = (hub.subscribe(batch=True).subscriber for _ in range(4))
         drains = {subscriber: Drains(subscriber, 3) for subscriber in (publisher, first, second)}
         for subscriber, drain in drains.items():
@@ -873,15 +873,13 @@ async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_p
         await trio.testing.wait_all_tasks_blocked()
         assert all([entry.seq for entry in queued(s)] == [6] for s in drains)
         assert all(len(drain.found) == 3 for drain in drains.values())
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_reply_hands_a_parked_subscriber_back_after_what_was_deferred_for_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         sender, parked = (hub.subscribe(batch=True).subscriber for _ in range(2))
         drain = Drains(parked, stay_for=10**9)
         ended = trio.Event()
@@ -909,15 +907,13 @@ async def test_a_reply_hands_a_parked_subscriber_back_after_what_was_deferred_fo
             ("error", None),
             ("message", 3),
         ]
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_next_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = make_hub(write_delay=0.05, outbox_messages=4)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve)
+    async with serving(hub) as nursery:
         sender, parked, keeps_up = (hub.subscribe(batch=True).subscriber for _ in range(3))
         nursery.start_soon(hub.park, parked, Drains(parked, stay_for=10**9))
         await trio.testing.wait_all_tasks_blocked()
@@ -933,4 +929,3 @@ async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_n
         assert outbox_closed(parked)
         assert keeps_up.closing is None
         assert hub.statistics().evictions == {"slow_consumer": 1}
-        nursery.cancel_scope.cancel()
