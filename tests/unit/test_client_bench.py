@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_broadcast.bench import (
+    FRAME_KEY_CHARS,
     RawWebSocket,
     WorkerSpec,
     _Subscriber,
@@ -149,6 +150,19 @@ def test_a_frame_is_decoded_once_for_every_subscriber_that_receives_it() -> None
     # Latency of every one of this run's messages, each with its own subscriber's clock.
     latencies_us = sorted(bucket_floor(b) for b, n in result.latency.items() for _ in range(n))
     assert latencies_us == [bucket_floor(bucket_of(us)) for us in (3000, 4000, 4000, 5000)]
+
+
+def test_frames_alike_at_both_ends_are_not_taken_for_each_other() -> None:
+    worker = make_worker()
+    first, second = reader(0), reader(1)
+    shared = batch(message(1, 10), message(2, 10), message(3, 10))
+    other = batch(message(1, 10), message(7, 10), message(3, 10))  # same length and ends
+    assert len(shared) == len(other) > 2 * FRAME_KEY_CHARS
+    worker._consume(first, [shared], now=1000)
+    worker._consume(second, [other], now=1000)
+    result = worker.finish()
+    assert (result.gaps, result.missing, result.duplicates) == (1, 5, 1)  # 1, 7 (2-6 missing), 3
+    assert (first.last, second.last) == (3, 7)
 
 
 def test_gaps_and_duplicates_are_found_message_by_message() -> None:
