@@ -457,7 +457,7 @@ class _Worker:
         self.result = WorkerResult(index=spec.index)
         self.prefix = f"{spec.run_id}:"  # starts every message of this run
         self.counts: Counter[int] = Counter()  # latency histogram
-        # Frames decoded lately, by _frame_key(text): (text, decoded).
+        # Frames decoded lately: (text, decoded), by (length, first and last FRAME_KEY_CHARS).
         self.frame_cache: dict[tuple[int, str, str], tuple[str, _Frame]] = {}
         self.arrivals: list[tuple[int, Sequence[int]]] = []  # (received ns, sent ns), unfolded
         self.errors: Counter[str] = Counter()
