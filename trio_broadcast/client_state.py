@@ -552,6 +552,7 @@ class ClientState:
         self._probe = since is not None and epoch is None  # since without epoch: learn it first
         self._resuming = False  # the current connection was dialled with since/epoch
         self._gap_reported = False  # a gap was already reported for the current resume
+        self._new_epoch: str | None = None  # the server restarted: its epoch, until replay starts
         self._id_prefix = id_prefix if id_prefix is not None else secrets.token_hex(4) + "-"
         self._next_id = 0
         self._pending: dict[str, PendingPublish] = {}  # in send order
@@ -575,6 +576,7 @@ class ClientState:
         self.welcome = None
         self._resuming = not self._probe and self.epoch is not None and self.last_seq is not None
         self._gap_reported = False
+        self._new_epoch = None
         self._unassigned_errors.clear()
 
     def connection_lost(self, code: int | None = None) -> list[Output]:
@@ -676,11 +678,17 @@ class ClientState:
             self._settle_uncertain(out, replay_complete=False)
             out.append(Ready())
             return
-        if frame.epoch != self.epoch:  # the server restarted: say so before anything else
-            assert self.epoch is not None
-            assert self.last_seq is not None
-            self._gap(out, "epoch_mismatch", until=frame.seq, epoch=frame.epoch)
+        if frame.epoch != self.epoch:
+            # The server restarted. It replays what it kept of its new history: the gap reaches
+            # up to the first broadcast replayed (or to the end of the replay, if none is).
+            self._new_epoch = frame.epoch
         self.phase = Phase.REPLAYING
+
+    def _enter_new_epoch(self, out: list[Output], until: int) -> None:
+        """Report the gap of a server restart, once, before anything of the new epoch."""
+        if self._new_epoch is not None:
+            self._gap(out, "epoch_mismatch", until=until, epoch=self._new_epoch)
+            self._new_epoch = None
 
     def _seq(self, seq: int, out: list[Output]) -> bool:
         """Check ``seq`` against the position; False for a duplicate. May add a Gap first."""
@@ -722,6 +730,7 @@ class ClientState:
         self.last_seq = until
 
     def _message(self, frame: MessageFrame, out: list[Output]) -> None:
+        self._enter_new_epoch(out, until=frame.seq - 1)
         if not self._seq(frame.seq, out):
             return
         assert self.epoch is not None
@@ -758,6 +767,7 @@ class ClientState:
                 return
 
     def _ack(self, frame: AckFrame, out: list[Output]) -> None:
+        self._enter_new_epoch(out, until=frame.seq - 1)
         if not self._seq(frame.seq, out):
             return
         entry = self._pending.get(frame.id) if frame.id is not None else None
@@ -801,6 +811,7 @@ class ClientState:
     def _recovered(self, frame: RecoveredFrame, out: list[Output]) -> None:
         if self.phase is not Phase.REPLAYING:
             return  # not asked for; ignore
+        self._enter_new_epoch(out, until=frame.seq)
         assert self.epoch is not None
         assert self.last_seq is not None
         if not frame.complete:

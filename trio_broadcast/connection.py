@@ -81,13 +81,15 @@ class ConnectParams:
     since: int | None = None  # resume after this seq
     epoch: str | None = None  # ... of this epoch
     batch: bool = False  # opt in to batched frames
+    last: int | None = None  # replay this many of the newest broadcasts (capped by the history)
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> ConnectParams:
         """Validate the query string.
 
         Raises:
-            ValueError: ``since`` is not a non-negative integer, or comes without ``epoch``.
+            ValueError: ``since`` or ``last`` is not a non-negative integer, or ``since`` comes
+                without ``epoch``.
         """
         since_text = query.get("since")
         epoch = query.get("epoch") or None
@@ -98,7 +100,13 @@ class ConnectParams:
             since = int(since_text)
             if epoch is None:
                 raise ValueError("'since' needs the 'epoch' it belongs to")
-        return cls(since=since, epoch=epoch, batch=query.get("batch") == "1")
+        last_text = query.get("last")
+        last = None
+        if last_text is not None:
+            if not last_text.isdigit():
+                raise ValueError("'last' must be a non-negative integer")
+            last = int(last_text)
+        return cls(since=since, epoch=epoch, batch=query.get("batch") == "1", last=last)
 
 
 LatencyObserver = Callable[[float], None]
@@ -131,7 +139,9 @@ async def _serve_client(
     observe_latency: LatencyObserver | None,
 ) -> None:
     try:
-        subscription = hub.subscribe(batch=params.batch, since=params.since, epoch=params.epoch)
+        subscription = hub.subscribe(
+            batch=params.batch, since=params.since, epoch=params.epoch, last=params.last
+        )
     except CloseConnection as refusal:
         log.info("refused", peer=peer, code=int(refusal.close_code), reason=refusal.reason)
         await transport.close(refusal.close_code, refusal.reason)

@@ -38,14 +38,30 @@ class History:
             self._entries.popleft()
 
     def recover(
-        self, since: int, epoch_matches: bool, current_seq: int, now: float
+        self,
+        since: int,
+        epoch_matches: bool,
+        current_seq: int,
+        now: float,
+        last: int | None = None,
     ) -> tuple[list[Outgoing], Recovery]:
-        """The broadcasts after ``since`` that are still here, and how complete they are."""
-        if not epoch_matches or since > current_seq or since < 0:
-            return [], Recovery(
-                complete=False, reason="epoch_mismatch", since=since, replayed=0, seq=current_seq
-            )
+        """The broadcasts after ``since`` that are still here, and how complete they are.
+
+        When the epoch does not match (or ``since`` is from the future), the client has seen
+        nothing of this history: it gets all of it (the newest ``last`` of it, if given), and the
+        recovery says ``epoch_mismatch``.
+        """
         self.expire(now)
+        if not epoch_matches or since > current_seq or since < 0:
+            replay = self._newest(last)
+            return replay, Recovery(
+                complete=False,
+                reason="epoch_mismatch",
+                since=since,
+                first_seq=replay[0].seq if replay else None,
+                replayed=len(replay),
+                seq=current_seq,
+            )
         if since == current_seq:
             return [], Recovery(complete=True, since=since, replayed=0, seq=current_seq)
         first_seq = self._entries[0].seq if self._entries else current_seq + 1
@@ -64,3 +80,20 @@ class History:
             replayed=len(replay),
             seq=current_seq,
         )
+
+    def latest(self, count: int, current_seq: int, now: float) -> tuple[list[Outgoing], Recovery]:
+        """The newest ``count`` broadcasts still here, for a new client that asked for them.
+
+        The recovery is complete: the client has everything after its ``since``, the seq just
+        before the first one replayed.
+        """
+        self.expire(now)
+        replay = self._newest(count)
+        since = replay[0].seq - 1 if replay else current_seq
+        return replay, Recovery(complete=True, since=since, replayed=len(replay), seq=current_seq)
+
+    def _newest(self, count: int | None) -> list[Outgoing]:
+        entries = self._entries
+        if count is None or count >= len(entries):
+            return list(entries)
+        return [entries[i] for i in range(len(entries) - count, len(entries))] if count else []

@@ -179,9 +179,18 @@ class Hub:
         return len(self._subscribers)
 
     def subscribe(
-        self, *, batch: bool = False, since: int | None = None, epoch: str | None = None
+        self,
+        *,
+        batch: bool = False,
+        since: int | None = None,
+        epoch: str | None = None,
+        last: int | None = None,
     ) -> Subscription:
         """Register a new client, atomically with its resume snapshot.
+
+        ``since`` + ``epoch`` resume after a broadcast (on an epoch mismatch, the newest ``last``
+        of this epoch's history, or all of it, is replayed); ``last`` alone asks for the newest
+        ``last`` broadcasts. Either way a ``recovered`` frame follows the replay.
 
         Not a checkpoint: nothing can be broadcast between taking the snapshot and registering.
 
@@ -217,8 +226,10 @@ class Hub:
         recovery = None
         if since is not None:
             replay, recovery = self._history.recover(
-                since, epoch == self.epoch, self.seq, trio.current_time()
+                since, epoch == self.epoch, self.seq, trio.current_time(), last
             )
+        elif last is not None:
+            replay, recovery = self._history.latest(last, self.seq, trio.current_time())
         self._subscribers[client_id] = subscriber
         self._awake[subscriber] = None
         self._notify_clients_changed()

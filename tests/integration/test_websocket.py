@@ -164,13 +164,40 @@ async def test_resume_past_the_history_says_what_was_lost(
     assert recovered["first_seq"] == 8
 
 
-async def test_resume_from_another_epoch_is_refused_explicitly(server: RunningServer) -> None:
+async def test_resume_from_another_epoch_replays_this_epoch(server: RunningServer) -> None:
+    async with connect(server.ws_url) as sender:
+        await receive_type(sender, "welcome")
+        await publish(sender, "sent in new epoch")
+        sent = await receive_type(sender, "ack")
     async with connect(f"{server.ws_url}?since=7&epoch=not-this-one") as ws:
         await receive_type(ws, "welcome")
+        replayed = await receive_type(ws, "message")
         recovered = await receive_type(ws, "recovered")
+    assert (replayed["message"], replayed["seq"]) == ("sent in new epoch", sent["seq"])
     assert recovered["complete"] is False
     assert recovered["reason"] == "epoch_mismatch"
-    assert recovered["replayed"] == 0
+    assert recovered["replayed"] == recovered["seq"]
+
+
+async def test_a_new_client_asks_for_the_last_broadcasts(server: RunningServer) -> None:
+    async with connect(server.ws_url) as sender:
+        await receive_type(sender, "welcome")
+        for n in range(1, 4):
+            await publish(sender, f"m{n}")
+            await receive_type(sender, "ack")
+        async with connect(f"{server.ws_url}?last=2") as newcomer:
+            welcome = await receive_type(newcomer, "welcome")
+            earlier = [await receive_type(newcomer, "message") for _ in range(2)]
+            recovered = await receive_type(newcomer, "recovered")
+    assert [m["message"] for m in earlier] == ["m2", "m3"]
+    assert all(m["seq"] <= welcome["seq"] for m in earlier)
+    assert recovered == {
+        "type": "recovered",
+        "complete": True,
+        "since": welcome["seq"] - 2,
+        "replayed": 2,
+        "seq": welcome["seq"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -254,19 +254,40 @@ def test_history_expired_with_nothing_replayed_reports_the_gap_at_recovered() ->
     assert kinds(feed(state, message(10))) == ["Message"]
 
 
-def test_server_restart_is_a_gap_of_unknown_size_then_live_in_the_new_epoch() -> None:
+def test_server_restart_with_nothing_kept_is_a_gap_of_unknown_size_then_live() -> None:
     state = live(seq=7, epoch="old")
     state.connection_lost()
     state.connection_opened()
-    out = feed(state, welcome(2, epoch="new"))
-    assert kinds(out) == ["Connected", "Gap"]
-    assert out[1] == Gap(
+    assert kinds(feed(state, welcome(2, epoch="new"))) == ["Connected"]
+    out = feed(state, recovered(False, 7, 2, reason="epoch_mismatch", replayed=0), message(3))
+    assert kinds(out) == ["Gap", "Ready", "Message"]
+    assert out[0] == Gap(
         reason="epoch_mismatch", previous_epoch="old", since=7, epoch="new", until=2, count=None
     )
-    out = feed(state, recovered(False, 7, 2, reason="epoch_mismatch", replayed=0), message(3))
-    assert kinds(out) == ["Ready", "Message"]
-    assert isinstance(out[1], Message)
-    assert out[1].epoch == "new"
+    assert isinstance(out[2], Message)
+    assert out[2].epoch == "new"
+    assert (state.epoch, state.last_seq) == ("new", 3)
+
+
+def test_server_restart_replays_what_the_new_epoch_kept_after_the_gap() -> None:
+    state = live(seq=7, epoch="old")
+    state.connection_lost()
+    state.connection_opened()
+    feed(state, welcome(3, epoch="new"))
+    out = feed(
+        state,
+        message(2, "kept"),
+        message(3, "newest"),
+        recovered(False, 7, 3, reason="epoch_mismatch", first_seq=2, replayed=2),
+    )
+    assert kinds(out) == ["Gap", "Message", "Message", "Ready"]
+    assert out[0] == Gap(
+        reason="epoch_mismatch", previous_epoch="old", since=7, epoch="new", until=1, count=None
+    )
+    assert [(m.seq, m.text, m.epoch, m.replayed) for m in out[1:3] if isinstance(m, Message)] == [
+        (2, "kept", "new", True),
+        (3, "newest", "new", True),
+    ]
     assert (state.epoch, state.last_seq) == ("new", 3)
 
 

@@ -664,18 +664,38 @@ async def test_resume_with_nothing_missed_sends_recovered_only(servers: ServerFa
         }
 
 
-async def test_resume_from_another_epoch_replays_nothing(servers: ServerFactory) -> None:
+async def test_resume_from_another_epoch_replays_this_epochs_history(
+    servers: ServerFactory,
+) -> None:
     with trio.fail_after(TIMEOUT):
         server = await servers.start()
         await publish_history(server, 3)
         client, _ = await server.connect(since=2, epoch="0ther0ne")
+        assert [(await client.frame())["seq"] for _ in range(3)] == [1, 2, 3]
         assert await client.frame() == {
             "type": "recovered",
             "complete": False,
             "reason": "epoch_mismatch",
             "since": 2,
-            "replayed": 0,
+            "first_seq": 1,
+            "replayed": 3,
             "seq": 3,
+        }
+
+
+async def test_last_replays_the_newest_broadcasts_then_recovered(servers: ServerFactory) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start()
+        await publish_history(server, 5)
+        client, welcome = await server.connect(last=2)
+        assert welcome["seq"] == 5
+        assert [(await client.frame())["message"] for _ in range(2)] == ["m4", "m5"]
+        assert await client.frame() == {
+            "type": "recovered",
+            "complete": True,
+            "since": 3,
+            "replayed": 2,
+            "seq": 5,
         }
 
 
@@ -709,6 +729,8 @@ async def test_resume_past_the_history_reports_what_was_lost(servers: ServerFact
         ({"batch": "0"}, ConnectParams()),
         ({"batch": "yes"}, ConnectParams()),
         ({"epoch": "e"}, ConnectParams(epoch="e")),
+        ({"last": "50"}, ConnectParams(last=50)),
+        ({"last": "0", "since": "3", "epoch": "e"}, ConnectParams(since=3, epoch="e", last=0)),
     ],
 )
 def test_query_string_is_read(query: dict[str, str], expected: ConnectParams) -> None:
@@ -729,3 +751,9 @@ def test_query_string_is_read(query: dict[str, str], expected: ConnectParams) ->
 def test_bad_query_string_is_refused(query: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="since"):
         ConnectParams.from_query(query)
+
+
+@pytest.mark.parametrize("last", ["-1", "x", "", "2.0"])
+def test_bad_last_is_refused(last: str) -> None:
+    with pytest.raises(ValueError, match="'last' must be a non-negative integer"):
+        ConnectParams.from_query({"last": last})

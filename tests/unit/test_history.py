@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -123,23 +124,54 @@ def test_expire_without_ttl_keeps_everything() -> None:
     assert len(history) == 5
 
 
-def test_other_epoch_is_an_epoch_mismatch_with_nothing_replayed() -> None:
-    replay, recovery = filled(10, None, 5).recover(2, epoch_matches=False, current_seq=5, now=0.0)
+def test_other_epoch_replays_this_epochs_history_as_an_epoch_mismatch() -> None:
+    replay, recovery = filled(3, None, 5).recover(2, epoch_matches=False, current_seq=5, now=0.0)
+    assert seqs(replay) == [3, 4, 5]
+    assert recovery == Recovery(
+        complete=False, reason="epoch_mismatch", since=2, first_seq=3, replayed=3, seq=5
+    )
+
+
+def test_other_epoch_with_last_replays_only_the_newest() -> None:
+    replay, recovery = filled(10, None, 5).recover(9, False, 5, 0.0, last=2)
+    assert seqs(replay) == [4, 5]
+    assert (recovery.first_seq, recovery.replayed, recovery.complete) == (4, 2, False)
+
+
+def test_other_epoch_with_an_empty_history_replays_nothing() -> None:
+    replay, recovery = filled(10, None, 0).recover(7, False, 0, 0.0)
     assert replay == []
-    assert recovery == Recovery(complete=False, reason="epoch_mismatch", since=2, replayed=0, seq=5)
+    assert recovery == Recovery(complete=False, reason="epoch_mismatch", since=7, replayed=0, seq=0)
 
 
 def test_since_beyond_the_current_seq_is_an_epoch_mismatch() -> None:
     replay, recovery = filled(10, None, 5).recover(6, True, 5, 0.0)
-    assert replay == []
+    assert seqs(replay) == [1, 2, 3, 4, 5]
     assert recovery.reason == "epoch_mismatch"
     assert not recovery.complete
 
 
 def test_negative_since_is_an_epoch_mismatch() -> None:
-    replay, recovery = filled(10, None, 5).recover(-1, True, 5, 0.0)
-    assert replay == []
+    _, recovery = filled(10, None, 5).recover(-1, True, 5, 0.0)
     assert recovery.reason == "epoch_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("last", "expected", "since"),
+    [(2, [4, 5], 3), (0, [], 5), (5, [1, 2, 3, 4, 5], 0), (50, [1, 2, 3, 4, 5], 0)],
+)
+def test_latest_replays_the_newest_broadcasts_as_a_complete_recovery(
+    last: int, expected: list[int], since: int
+) -> None:
+    replay, recovery = filled(10, None, 5).latest(last, current_seq=5, now=0.0)
+    assert seqs(replay) == expected
+    assert recovery == Recovery(complete=True, since=since, replayed=len(expected), seq=5)
+
+
+def test_latest_leaves_out_what_expired() -> None:
+    replay, recovery = filled(10, 10.0, 5, every=5.0).latest(5, current_seq=5, now=22.0)
+    assert seqs(replay) == [4, 5]
+    assert recovery.since == 3
 
 
 def test_size_zero_keeps_nothing() -> None:

@@ -302,9 +302,14 @@ async def test_resume_snapshot_comes_with_the_subscription(running: Running) -> 
         assert json.loads(subscription.welcome)["seq"] == 5
 
         stale = hub.subscribe(since=2, epoch="0ther0ne")
-        assert stale.replay == []
+        assert [entry.seq for entry in stale.replay] == [1, 2, 3, 4, 5]
         assert stale.recovery is not None
         assert stale.recovery.reason == "epoch_mismatch"
+
+        newcomer = hub.subscribe(last=2)
+        assert [entry.seq for entry in newcomer.replay] == [4, 5]
+        assert newcomer.recovery is not None
+        assert (newcomer.recovery.complete, newcomer.recovery.since) == (True, 3)
 
 
 def test_connection_limit_refuses_with_1013() -> None:
