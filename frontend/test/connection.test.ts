@@ -117,7 +117,8 @@ describe('Connection', () => {
     const t = setup();
     t.conn.connect();
     expect(t.conn.state).toBe('connecting');
-    expect(t.last().url).toBe('wss://example.org/chat/ws/events?batch=1');
+    // A fresh connection asks for a screenful of history (`last`); a resume does not.
+    expect(t.last().url).toBe('wss://example.org/chat/ws/events?last=50&batch=1');
     t.accept();
     expect(t.conn.state).toBe('open');
     expect(t.changes()).toBeGreaterThan(0);
@@ -154,6 +155,7 @@ describe('Connection', () => {
     expect(url.searchParams.get('since')).toBe('11');
     expect(url.searchParams.get('epoch')).toBe('ep1');
     expect(url.searchParams.get('batch')).toBe('1');
+    expect(url.searchParams.has('last')).toBe(false);
   });
 
   it('backs off exponentially while the server stays down, and starts over after a welcome', () => {

@@ -39,3 +39,19 @@ describe('format', () => {
     expect(fmt.hue('abc')).toBeLessThan(360);
   });
 });
+
+describe('plural and rate', () => {
+  it('says 1 frame but 2 frames, with separators', () => {
+    expect(fmt.plural(1, 'frame')).toBe('1 frame');
+    expect(fmt.plural(0, 'frame')).toBe('0 frames');
+    expect(fmt.plural(1200, 'message')).toBe('1,200 messages');
+    expect(fmt.plural(2, 'batch', 'batches')).toBe('2 batches');
+  });
+
+  it('shows rates with one decimal below 10', () => {
+    expect(fmt.rate(0)).toBe('0/s');
+    expect(fmt.rate(0.33)).toBe('0.3/s');
+    expect(fmt.rate(12.4)).toBe('12/s');
+    expect(fmt.rate(1250)).toBe('1,250/s');
+  });
+});

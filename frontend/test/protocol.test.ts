@@ -158,6 +158,11 @@ describe('describeClose and describeError', () => {
     expect(info.detail).toMatch(detail);
   });
 
+  it('does not repeat the rate-limit close reason, which says the same thing', () => {
+    const detail = describeClose(1008, 'publishing over the rate limit').detail;
+    expect(detail.match(/rate limit/g)).toHaveLength(1);
+  });
+
   it('includes the close reason when there is one', () => {
     expect(describeClose(1013, 'max_connections').detail).toContain('(max_connections)');
   });

@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import type { Effect, MessageEntry } from '../src/core/session';
 import { Session } from '../src/core/session';
-import { T0, ack, batch, frame, message, welcome } from './frames';
+import { LIMITS, T0, ack, batch, frame, message, welcome } from './frames';
 
 const ME = 'me0000000001';
 
-function connected(over: Record<string, unknown> = {}): Session {
-  const s = new Session('t');
+/** Limits without a publish rate: sends are not paced (the pacing tests set one). */
+const UNPACED = { ...LIMITS, publish_rate: null };
+
+function connected(over: Record<string, unknown> = {}, joinHistory: number | null = null): Session {
+  const s = new Session('t', joinHistory);
   s.opening();
-  s.receive(welcome(over), T0);
+  s.receive(welcome({ limits: UNPACED, ...over }), T0);
   return s;
 }
 
@@ -21,9 +24,11 @@ function markers(effects: Effect[]): string[] {
 }
 
 function publish(s: Session, text: string, now = T0): { id: string; entry: MessageEntry } {
-  const r = s.publish(text, now);
+  const r = s.enqueue(text, now);
   if (!r.ok) throw new Error(r.reason);
-  return { id: (JSON.parse(r.frame) as { id: string }).id, entry: r.entry };
+  const step = s.nextSend(now);
+  if (step.type !== 'send') throw new Error(`not sent: ${step.type}`);
+  return { id: (JSON.parse(step.frame) as { id: string }).id, entry: r.entry };
 }
 
 describe('Session: connecting', () => {
@@ -104,24 +109,26 @@ describe('Session: own messages', () => {
     const s = connected();
     const a = publish(s, 'a');
     const b = publish(s, 'b');
-    const effects = s.receive('{"type":"error","code":"rate_limited","detail":"slow down"}', T0);
+    const effects = s.receive('{"type":"error","code":"invalid_message"}', T0);
     expect(a.entry.status).toBe('failed');
-    expect(a.entry.failure).toMatch(/Rate limited/);
+    expect(a.entry.failure).toMatch(/must be a string/);
     expect(b.entry.status).toBe('pending');
     const notice = effects.find((e) => e.type === 'notice');
-    expect(notice).toMatchObject({ type: 'notice', notice: { code: 'rate_limited', severity: 'error' } });
+    expect(notice).toMatchObject({ type: 'notice', notice: { code: 'invalid_message', severity: 'error' } });
     expect(s.metrics.failed).toBe(1);
+    expect(s.failures()).toEqual([a.entry]);
   });
 
-  it('refuses to publish when not connected or when the frame is too large', () => {
+  it('refuses to queue when not connected or when the frame is too large', () => {
     const s = new Session('t');
-    expect(s.publish('x', T0)).toEqual({ ok: false, reason: 'Not connected.' });
+    expect(s.enqueue('x', T0)).toEqual({ ok: false, reason: 'Not connected.' });
     s.opening();
     s.receive(welcome(), T0);
-    const big = s.publish('é'.repeat(600), T0); // 1200 bytes > 1000
+    const big = s.enqueue('é'.repeat(600), T0); // 1200 bytes > 1000
     expect(big.ok).toBe(false);
     if (!big.ok) expect(big.reason).toMatch(/Too large: 1,2\d\d bytes; this server accepts at most 1,000/);
-    expect(s.publish('x'.repeat(900), T0).ok).toBe(true);
+    expect(s.enqueue('x'.repeat(900), T0).ok).toBe(true);
+    expect(s.nextSend(T0).type).toBe('send');
     expect(s.metrics.sent).toBe(1);
   });
 
@@ -294,5 +301,205 @@ describe('Session: robustness', () => {
     expect(added(effects)).toHaveLength(1000);
     expect(s.metrics.received).toBe(1000);
     expect(s.resume.point()).toEqual({ since: 1010, epoch: 'ep1' });
+  });
+});
+
+describe('Session: pacing to the server rate', () => {
+  /** The server allows 10/s in bursts of 5: the client sends 4 at once, then one per ~111 ms. */
+  function paced(): Session {
+    return connected({ limits: { ...LIMITS, publish_rate: 10, publish_burst: 5 } });
+  }
+
+  it('queues a burst and sends it as the rate allows, saying how far it got', () => {
+    const s = paced();
+    for (let i = 1; i <= 10; i++) expect(s.enqueue(`m${i}`, T0).ok).toBe(true);
+    const sent: string[] = [];
+    let step = s.nextSend(T0);
+    while (step.type === 'send') {
+      sent.push((JSON.parse(step.frame) as { message: string }).message);
+      step = s.nextSend(T0);
+    }
+    expect(sent).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(step).toEqual({ type: 'wait', ms: 112 });
+    expect(s.progress()).toEqual({ sent: 4, total: 10, queued: 6 });
+    expect(s.metrics.sent).toBe(4);
+    // 112 ms later one more may go, not two.
+    expect(s.nextSend(T0 + 112).type).toBe('send');
+    expect(s.nextSend(T0 + 112).type).toBe('wait');
+    expect(s.progress()).toEqual({ sent: 5, total: 10, queued: 5 });
+  });
+
+  it('keeps the queue across a reconnect and sends nothing while offline', () => {
+    const s = paced();
+    for (let i = 1; i <= 6; i++) s.enqueue(`m${i}`, T0);
+    while (s.nextSend(T0).type === 'send');
+    s.closed(1006, '', T0, false, true);
+    expect(s.nextSend(T0 + 10_000)).toEqual({ type: 'idle' });
+    expect(s.queuedCount).toBe(2);
+    s.opening();
+    s.receive(welcome({ limits: { ...LIMITS, publish_rate: 10, publish_burst: 5 } }), T0 + 20_000);
+    expect(s.nextSend(T0 + 20_000).type).toBe('send');
+    expect(s.nextSend(T0 + 20_000).type).toBe('send');
+    expect(s.nextSend(T0 + 20_000)).toEqual({ type: 'idle' });
+    expect(s.progress()).toBeNull();
+  });
+
+  it('queues a message the server refused for its rate again instead of failing it', () => {
+    const s = paced();
+    const a = publish(s, 'a');
+    const b = publish(s, 'b');
+    const effects = s.receive('{"type":"error","code":"rate_limited","detail":"slow down"}', T0 + 1);
+    expect(effects).toEqual([{ type: 'updated', entry: a.entry }]); // no notice, no failure
+    expect(a.entry.status).toBe('queued');
+    expect(b.entry.status).toBe('pending');
+    expect(s.metrics).toMatchObject({ sent: 1, failed: 0 });
+    // The bucket was emptied: the retry waits a token's time.
+    expect(s.nextSend(T0 + 1)).toEqual({ type: 'wait', ms: 112 });
+    const retry = s.nextSend(T0 + 113);
+    expect(retry.type).toBe('send');
+    expect(a.entry.status).toBe('pending');
+  });
+
+  it('fails a message refused for its rate too many times, with a notice', () => {
+    const s = connected();
+    const a = publish(s, 'a');
+    let effects: Effect[] = [];
+    for (let i = 0; i < 6; i++) {
+      effects = s.receive('{"type":"error","code":"rate_limited"}', T0 + i);
+      if (a.entry.status === 'queued') expect(s.nextSend(T0 + i).type).toBe('send');
+    }
+    expect(a.entry.status).toBe('failed');
+    expect(a.entry.failure).toMatch(/Rate limited/);
+    expect(effects.some((e) => e.type === 'notice' && e.notice.code === 'rate_limited')).toBe(true);
+  });
+});
+
+describe('Session: failed messages, together', () => {
+  function withFailures(): { s: Session; lost: MessageEntry[] } {
+    const s = connected();
+    const lost = ['one', 'two', 'three'].map((t) => publish(s, t).entry);
+    s.closed(1006, '', T0, false, true);
+    s.opening();
+    s.receive(welcome({ client_id: 'me0000000002' }), T0);
+    s.receive('{"type":"recovered","complete":true,"since":10,"replayed":0,"seq":10}', T0);
+    return { s, lost };
+  }
+
+  it('lists failures in order until resent or dismissed', () => {
+    const { s, lost } = withFailures();
+    expect(s.failures()).toEqual(lost);
+    s.forgetFailure(lost[1]?.key ?? '');
+    expect(s.failures().map((e) => e.text)).toEqual(['one', 'three']);
+    s.dismissFailures();
+    expect(s.failures()).toEqual([]);
+    expect(lost.every((e) => e.status === 'failed')).toBe(true);
+  });
+
+  it('resends all as new queued entries at the end, removing the failed ones', () => {
+    const { s, lost } = withFailures();
+    const effects = s.resendFailed(T0 + 5);
+    expect(effects.filter((e) => e.type === 'removed').map((e) => e.entry)).toEqual(lost);
+    const again = added(effects);
+    expect(again.map((e) => [e.text, e.status])).toEqual([
+      ['one', 'queued'],
+      ['two', 'queued'],
+      ['three', 'queued'],
+    ]);
+    expect(s.failures()).toEqual([]);
+    expect(s.progress()).toEqual({ sent: 0, total: 3, queued: 3 });
+  });
+
+  it('resends nothing while offline', () => {
+    const { s } = withFailures();
+    s.closed(1006, '', T0, false, true);
+    expect(s.resendFailed(T0)).toEqual([]);
+    expect(s.failures()).toHaveLength(3);
+  });
+});
+
+describe('Session: history on join (last)', () => {
+  it('asks for a screenful on a fresh connection only', () => {
+    const s = new Session('t', 50);
+    expect(s.opening()).toBeNull();
+    expect(s.askedLast).toBe(50);
+    s.receive(welcome(), T0);
+    s.closed(1006, '', T0, false, true);
+    expect(s.opening()).not.toBeNull();
+    expect(s.askedLast).toBeNull();
+  });
+
+  it('marks the history as earlier messages, with a divider, then goes live', () => {
+    const s = connected({ seq: 12 }, 50);
+    expect(s.recovering).toBe(true);
+    const effects = s.receive(
+      batch(
+        message(11, 'before I came'),
+        message(12, 'just before'),
+        { type: 'recovered', complete: true, since: 10, replayed: 2, seq: 12 },
+      ),
+      T0 + 10,
+    );
+    const entries = added(effects);
+    expect(entries.map((e) => [e.text, e.earlier, e.replayed, e.latencyMs])).toEqual([
+      ['before I came', true, false, null],
+      ['just before', true, false, null],
+    ]);
+    expect(markers(effects)).toEqual(['2 earlier messages above, sent before you joined.']);
+    expect(s.recovering).toBe(false);
+    expect(s.metrics).toMatchObject({ earlier: 2, received: 0, replayed: 0, lastLatencyMs: null });
+    const live = added(s.receive(frame(message(13, 'live')), T0 + 20));
+    expect(live[0]).toMatchObject({ earlier: false, replayed: false });
+    expect(s.metrics.received).toBe(1);
+  });
+
+  it('adds no divider when there was no history', () => {
+    const s = connected({ seq: 0 }, 50);
+    const effects = s.receive('{"type":"recovered","complete":true,"since":0,"replayed":0,"seq":0}', T0);
+    expect(effects).toEqual([]);
+  });
+});
+
+describe('Session: nothing missed after a restart', () => {
+  it('shows the gap marker, then the new history the server replays, then the count', () => {
+    const s = connected();
+    s.receive(frame(message(11, 'old epoch')), T0);
+    s.closed(1001, '', T0, false, true);
+    s.opening();
+    const atWelcome = s.receive(welcome({ client_id: 'new000000001', seq: 2, epoch: 'ep2' }), T0 + 1000);
+    expect(markers(atWelcome)).toEqual([expect.stringMatching(/server restarted/i)]);
+    const effects = s.receive(
+      batch(
+        message(1, 'sent in new epoch', 'other0000002'),
+        message(2, 'and another', 'other0000002'),
+        { type: 'recovered', complete: false, reason: 'epoch_mismatch', since: 0, first_seq: 1, replayed: 2, seq: 2 },
+      ),
+      T0 + 1001,
+    );
+    expect(added(effects).map((e) => [e.text, e.seq, e.replayed])).toEqual([
+      ['sent in new epoch', 1, true],
+      ['and another', 2, true],
+    ]);
+    expect(markers(effects)).toEqual(['Caught up on 2 messages sent since the restart.']);
+    expect(s.resume.point()).toEqual({ since: 2, epoch: 'ep2' });
+    // Seq 3 is live and new; a duplicate of seq 2 is dropped.
+    expect(added(s.receive(batch(message(2, 'and another'), message(3, 'live')), T0 + 2000)).map((e) => e.text)).toEqual(['live']);
+  });
+});
+
+describe('Session: counts', () => {
+  it('does not count an own message replayed by a resume as received via resume', () => {
+    const s = connected();
+    s.closed(1006, '', T0, false, true);
+    s.opening();
+    s.receive(welcome({ client_id: 'me0000000002', seq: 11 }), T0);
+    s.receive(batch(message(11, 'mine, from before', ME), { type: 'recovered', complete: true, since: 10, replayed: 1, seq: 11 }), T0);
+    expect(s.metrics).toMatchObject({ received: 0, replayed: 0 });
+  });
+
+  it('counts live broadcasts (messages and acks) per second for the sparkline', () => {
+    const s = connected();
+    publish(s, 'mine');
+    s.receive(batch(message(11, 'a'), ack(12, 't-1')), T0 + 100);
+    expect(s.seen.series(T0 + 200).at(-1)).toBe(2);
   });
 });

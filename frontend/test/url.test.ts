@@ -42,3 +42,11 @@ describe('health', () => {
     expect(connectionsFromHealth('3')).toBeNull();
   });
 });
+
+describe('socketUrl: history on join', () => {
+  it('asks for the newest broadcasts with last, and never with a negative count', () => {
+    expect(new URL(socketUrl('http://h:1/', null, 50)).searchParams.get('last')).toBe('50');
+    expect(new URL(socketUrl('http://h:1/', null, -1)).searchParams.has('last')).toBe(false);
+    expect(new URL(socketUrl('http://h:1/', null)).searchParams.has('last')).toBe(false);
+  });
+});

@@ -60,3 +60,15 @@ export function hue(id: string): number {
   }
   return (h >>> 0) % 360;
 }
+
+/** `1 frame`, `2 frames`, `1,000 messages`: a count with its noun, plural when it is not 1. */
+export function plural(n: number, noun: string, nouns = `${noun}s`): string {
+  return `${count(n)} ${Math.trunc(n) === 1 ? noun : nouns}`;
+}
+
+/** A rate for display: `0/s`, `0.3/s`, `12/s`, `1,250/s`. */
+export function rate(perSecond: number): string {
+  if (!Number.isFinite(perSecond) || perSecond <= 0) return '0/s';
+  if (perSecond < 10) return `${Math.round(perSecond * 10) / 10}/s`;
+  return `${count(Math.round(perSecond))}/s`;
+}

@@ -284,7 +284,8 @@ export function describeClose(code: number, reason = ''): CloseInfo {
     case 1008:
       return {
         title: 'Disconnected: publishing too fast',
-        detail: `The server closed the connection for sustained publishing over its rate limit${why}.`,
+        // The server's reason says the same thing ("publishing over the rate limit"): not repeated.
+        detail: 'The server closed the connection for sustained publishing over its rate limit. Reconnecting.',
         severity: 'error',
       };
     case 1009:

@@ -72,11 +72,13 @@ export class ResumeTracker {
 
   /** Applies the `recovered` frame that ends a resume. */
   recovered(r: Recovered): void {
+    const asked = this.requested;
     this.requested = null;
     if (!r.complete && r.reason === 'epoch_mismatch') {
-      // Our `since` means nothing to this history (e.g. it was ahead of the server's seq):
-      // follow the server's numbering from now on.
-      this.seen.clear();
+      // Our `since` means nothing to this history: follow the server's numbering from now on.
+      // In the same epoch (our since was ahead of the server's seq) what we saw is void; after a
+      // new epoch's welcome, the seqs seen since are the replay of the new history: keep them.
+      if (asked !== null && asked.epoch === this.epoch) this.seen.clear();
       if (r.seq !== null) this.highestSeq = r.seq;
       return;
     }

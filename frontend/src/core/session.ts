@@ -4,6 +4,7 @@
  * every output is a list of `Effect`s for the view. No DOM, no WebSocket, no timers.
  */
 import { CappedList } from './capped';
+import { TokenBucket } from './pacer';
 import { PendingOutbox } from './pending';
 import {
   type Ack,
@@ -19,9 +20,16 @@ import {
   utf8Length,
 } from './protocol';
 import { ResumeTracker } from './resume';
+import { RateMeter } from './throughput';
 import type { ResumePoint } from './url';
 
-export type MessageStatus = 'pending' | 'delivered' | 'failed';
+/** queued (paced, not sent yet) → pending (sent, no ack yet) → delivered, or failed. */
+export type MessageStatus = 'queued' | 'pending' | 'delivered' | 'failed';
+
+/** How many broadcasts a fresh connection asks for (`last`): about a screenful. */
+export const JOIN_HISTORY = 50;
+/** How often a publish the server refused for its rate is queued again before it counts as failed. */
+const MAX_REQUEUES = 5;
 
 /** One chat line: ours (right) or another client's (left, and in the broadcast list). */
 export interface MessageEntry {
@@ -35,12 +43,14 @@ export interface MessageEntry {
   seq: number | null;
   /** Server time the broadcast was accepted (ms since the Unix epoch); null while pending. */
   serverTime: number | null;
-  /** When we sent it (own) or it arrived (others), ms since the Unix epoch. */
-  readonly localTime: number;
+  /** When we sent it (own: queued, then sent) or it arrived (others), ms since the Unix epoch. */
+  localTime: number;
   /** Others: arrival minus server time. Own: ack arrival minus send time. Null when unknown. */
   latencyMs: number | null;
   /** Delivered by a resume rather than live. */
   replayed: boolean;
+  /** Sent before this tab joined: part of the history a fresh connection asked for (`last`). */
+  readonly earlier: boolean;
   status: MessageStatus;
   /** Why a failed message failed, in words. */
   failure: string | null;
@@ -70,11 +80,26 @@ export interface Notice {
 export type Effect =
   | { readonly type: 'added'; readonly entry: Entry }
   | { readonly type: 'updated'; readonly entry: MessageEntry }
+  /** The entry leaves the lists (a failed message that was queued again as a new one). */
+  | { readonly type: 'removed'; readonly entry: MessageEntry }
   | { readonly type: 'notice'; readonly notice: Notice };
 
 export type PublishResult =
-  | { readonly ok: true; readonly frame: string; readonly entry: MessageEntry; readonly effects: Effect[] }
+  | { readonly ok: true; readonly entry: MessageEntry; readonly effects: Effect[] }
   | { readonly ok: false; readonly reason: string };
+
+/** What `nextSend` says: a frame to send now, how long to wait for the next, or nothing to do. */
+export type SendStep =
+  | { readonly type: 'send'; readonly frame: string; readonly effects: Effect[] }
+  | { readonly type: 'wait'; readonly ms: number }
+  | { readonly type: 'idle' };
+
+/** A run of queued sends: "sending `sent` of `total`". */
+export interface SendProgress {
+  readonly sent: number;
+  readonly total: number;
+  readonly queued: number;
+}
 
 /** The numbers the metrics panel shows. */
 export interface Metrics {
@@ -92,8 +117,10 @@ export interface Metrics {
   delivered: number;
   /** Own messages refused or lost. */
   failed: number;
-  /** Messages received during resumes. */
+  /** Other clients' messages received during resumes. */
   replayed: number;
+  /** Messages sent before this tab joined, shown on a fresh connection (`last`). */
+  earlier: number;
   /** Frames dropped as already seen. */
   duplicates: number;
   /** Clients connected (from the welcome, then `GET health`). */
@@ -124,6 +151,7 @@ export class Session {
     delivered: 0,
     failed: 0,
     replayed: 0,
+    earlier: 0,
     duplicates: 0,
     connections: null,
     lastLatencyMs: null,
@@ -142,8 +170,12 @@ export class Session {
   connection = 0;
   /** True between the welcome and the close: publishing is possible. */
   ready = false;
-  /** True between a resuming welcome and its `recovered` frame. */
+  /** True between a resuming (or history-asking) welcome and its `recovered` frame. */
   recovering = false;
+  /** The `last` the current connection asked for (null: none, it resumes or is not open). */
+  askedLast: number | null = null;
+  /** Broadcasts seen per second (live messages and acks), for the sparkline. */
+  readonly seen = new RateMeter();
   /** When the current connection's welcome arrived (ms), null when not connected. */
   onlineSince: number | null = null;
   /** Time spent connected before the current connection (ms). */
@@ -157,14 +189,42 @@ export class Session {
   private keys = 0;
   /** The current connection's welcome already showed the "server restarted" marker. */
   private restartMarked = false;
+  /** While a fresh connection receives its `last` history: the welcome's seq, else null. */
+  private joinSeq: number | null = null;
+  /** Own messages waiting for the pacer, oldest first. */
+  private readonly queue: MessageEntry[] = [];
+  private readonly requeues = new Map<string, number>();
+  private bucket: TokenBucket | null = null;
+  private run = { sent: 0, total: 0 };
+  /** Failed own messages the user has not resent or dismissed, oldest first. */
+  private failedList: MessageEntry[] = [];
 
-  constructor(idPrefix?: string) {
+  /**
+   * `joinHistory` is the `last` a fresh connection asks for (null: none).
+   */
+  constructor(idPrefix?: string, readonly joinHistory: number | null = JOIN_HISTORY) {
     this.pending = new PendingOutbox<MessageEntry>(idPrefix);
   }
 
   /** Own messages still waiting for an ack. */
   get pendingCount(): number {
     return this.pending.size;
+  }
+
+  /** Own messages waiting for the pacer. */
+  get queuedCount(): number {
+    return this.queue.length;
+  }
+
+  /** The current run of queued sends, or null when nothing is queued. */
+  progress(): SendProgress | null {
+    if (this.queue.length === 0) return null;
+    return { sent: this.run.sent, total: this.run.total, queued: this.queue.length };
+  }
+
+  /** Failed own messages not yet resent or dismissed, oldest first. */
+  failures(): readonly MessageEntry[] {
+    return this.failedList;
   }
 
   /** Time connected, all connections together (ms). */
@@ -178,7 +238,9 @@ export class Session {
     this.ready = false;
     this.recovering = false;
     this.restartMarked = false;
+    this.joinSeq = null;
     const point = this.resume.point();
+    this.askedLast = point === null ? this.joinHistory : null;
     this.resume.begin(point);
     return point;
   }
@@ -230,8 +292,11 @@ export class Session {
     return null;
   }
 
-  /** Registers an own message; the caller sends `frame` on the current socket. */
-  publish(text: string, now: number): PublishResult {
+  /**
+   * Queues an own message for sending; `nextSend` hands out its frame when the pacer allows.
+   * Refused (nothing queued) when not connected or too large.
+   */
+  enqueue(text: string, now: number): PublishResult {
     const problem = this.check(text);
     if (problem !== null) return { ok: false, reason: problem };
     const entry: MessageEntry = {
@@ -245,17 +310,66 @@ export class Session {
       localTime: now,
       latencyMs: null,
       replayed: false,
-      status: 'pending',
+      earlier: false,
+      status: 'queued',
       failure: null,
     };
-    const pending = this.pending.add(text, this.connection, entry);
+    this.push(entry);
+    return { ok: true, entry, effects: [{ type: 'added', entry }] };
+  }
+
+  /**
+   * The next queued message to send now (its frame; the caller sends it on the current socket),
+   * or how long to wait before asking again, or `idle` when nothing can be sent (empty queue,
+   * or not connected).
+   */
+  nextSend(now: number): SendStep {
+    const entry = this.queue[0];
+    if (entry === undefined || !this.ready) return { type: 'idle' };
+    if (this.bucket !== null && !this.bucket.take(now)) {
+      return { type: 'wait', ms: Math.max(1, this.bucket.waitMs(now)) };
+    }
+    this.queue.shift();
+    this.run.sent += 1;
+    const pending = this.pending.add(entry.text, this.connection, entry);
+    entry.status = 'pending';
+    entry.localTime = now;
     this.metrics.sent += 1;
-    return {
-      ok: true,
-      frame: encodePublish(text, pending.id),
-      entry,
-      effects: [{ type: 'added', entry }],
-    };
+    return { type: 'send', frame: encodePublish(entry.text, pending.id), effects: [{ type: 'updated', entry }] };
+  }
+
+  /**
+   * Queues every failed message again, as new entries at the end of the chat (the failed ones
+   * leave it). Returns the effects; nothing happens when not connected.
+   */
+  resendFailed(now: number): Effect[] {
+    if (!this.ready) return [];
+    const effects: Effect[] = [];
+    const failed = this.failedList;
+    this.failedList = [];
+    for (const old of failed) {
+      effects.push({ type: 'removed', entry: old });
+      const result = this.enqueue(old.text, now);
+      if (result.ok) effects.push(...result.effects);
+      else this.failedList.push(old); // too large for this server: stays failed
+    }
+    return effects;
+  }
+
+  /** Forgets the failed messages (they stay in the chat, marked). */
+  dismissFailures(): void {
+    this.failedList = [];
+  }
+
+  /** Forgets one failed message (the user took its text back into the message box). */
+  forgetFailure(key: string): void {
+    this.failedList = this.failedList.filter((e) => e.key !== key);
+  }
+
+  private push(entry: MessageEntry): void {
+    if (this.queue.length === 0) this.run = { sent: 0, total: 0 };
+    this.queue.push(entry);
+    this.run.total += 1;
   }
 
   /**
@@ -304,6 +418,7 @@ export class Session {
     entry.status = 'failed';
     entry.failure = why;
     this.metrics.failed += 1;
+    this.failedList.push(entry);
     effects.push({ type: 'updated', entry });
   }
 
@@ -314,17 +429,21 @@ export class Session {
     this.ownIds.add(w.clientId);
     this.server = w.server;
     this.limits = w.limits;
+    // The server's bucket is per connection and starts full: so does ours.
+    this.bucket = TokenBucket.forLimits(w.limits.publishRate, w.limits.publishBurst);
     this.batch = w.batch;
     if (w.connections !== null) this.metrics.connections = w.connections;
     this.metrics.connects += 1;
     this.ready = true;
     this.onlineSince = now;
-    this.recovering = kind !== 'fresh';
+    const joining = kind === 'fresh' && this.askedLast !== null && this.askedLast > 0;
+    this.joinSeq = joining ? w.seq : null;
+    this.recovering = kind !== 'fresh' || joining;
     this.restartMarked = kind === 'epoch-changed';
     if (kind === 'epoch-changed') {
       this.marker(
         'warning',
-        'The server restarted and its history was lost: messages sent while this tab was disconnected cannot be recovered.',
+        'The server restarted and its history was lost: messages sent before the restart that this tab missed cannot be recovered. Numbering (#seq) starts again below; what was sent since the restart follows.',
         now,
         effects,
       );
@@ -336,8 +455,9 @@ export class Session {
       this.metrics.duplicates += 1;
       return;
     }
-    const replayed = this.recovering;
-    if (replayed) this.metrics.replayed += 1;
+    const earlier = this.joinSeq !== null && m.seq <= this.joinSeq;
+    const replayed = this.recovering && !earlier;
+    if (!this.recovering) this.seen.add(now);
     if (this.ownIds.has(m.sender)) {
       // One of ours from an earlier connection, replayed by a resume (it carries no id).
       const match = this.pending.replayed(m.message, this.connection);
@@ -364,17 +484,20 @@ export class Session {
           localTime: now,
           latencyMs: null,
           replayed,
+          earlier,
           status: 'delivered',
           failure: null,
         },
       });
       return;
     }
-    this.metrics.received += 1;
+    if (earlier) this.metrics.earlier += 1;
+    else this.metrics.received += 1;
+    if (replayed) this.metrics.replayed += 1;
     let latencyMs: number | null = null;
     if (m.time !== null) {
       latencyMs = Math.max(0, now - m.time);
-      if (!replayed) this.recordLatency(latencyMs);
+      if (!replayed && !earlier) this.recordLatency(latencyMs);
     }
     effects.push({
       type: 'added',
@@ -387,12 +510,34 @@ export class Session {
         seq: m.seq,
         serverTime: m.time,
         localTime: now,
-        latencyMs: replayed ? null : latencyMs,
+        latencyMs: replayed || earlier ? null : latencyMs,
         replayed,
+        earlier,
         status: 'delivered',
         failure: null,
       },
     });
+  }
+
+  /**
+   * Puts a message the server refused for its rate back at the front of the queue and empties
+   * the bucket, so the pacer waits before trying again. False when it was retried enough.
+   */
+  private requeue(entry: MessageEntry, now: number, effects: Effect[]): boolean {
+    const tries = (this.requeues.get(entry.key) ?? 0) + 1;
+    if (tries > MAX_REQUEUES) {
+      this.requeues.delete(entry.key);
+      return false;
+    }
+    this.requeues.set(entry.key, tries);
+    this.bucket?.drain(now);
+    entry.status = 'queued';
+    this.metrics.sent -= 1;
+    if (this.queue.length === 0) this.run = { sent: 0, total: 1 };
+    else this.run.sent = Math.max(0, this.run.sent - 1);
+    this.queue.unshift(entry);
+    effects.push({ type: 'updated', entry });
+    return true;
   }
 
   private recordLatency(ms: number): void {
@@ -407,9 +552,11 @@ export class Session {
       this.metrics.duplicates += 1;
       return;
     }
+    this.seen.add(now);
     const match = a.id !== null ? this.pending.ack(a.id) : this.pending.oldest(this.connection);
     if (!match) return;
     const entry = match.value;
+    this.requeues.delete(entry.key);
     entry.status = 'delivered';
     entry.failure = null;
     entry.seq = a.seq;
@@ -424,6 +571,15 @@ export class Session {
     this.restartMarked = false;
     this.resume.recovered(r);
     this.recovering = false;
+    if (this.joinSeq !== null) {
+      // The end of the history a fresh connection asked for: a divider under it.
+      this.joinSeq = null;
+      const n = this.metrics.earlier;
+      if (n > 0) {
+        this.marker('info', `${n} earlier message${n === 1 ? '' : 's'} above, sent before you joined.`, now, effects);
+      }
+      return;
+    }
     const leftovers = this.pending.takeOlderThan(this.connection);
     if (r.complete) {
       for (const p of leftovers) {
@@ -458,6 +614,10 @@ export class Session {
           effects,
         );
       }
+      if (r.replayed > 0) {
+        const n = r.replayed;
+        this.marker('info', `Caught up on ${n} message${n === 1 ? '' : 's'} sent since the restart.`, now, effects);
+      }
     } else {
       this.marker('warning', `Some messages could not be recovered (${r.reason ?? 'unknown reason'}).`, now, effects);
     }
@@ -466,6 +626,7 @@ export class Session {
   private onError(e: ServerError, now: number, effects: Effect[]): void {
     const text = describeError(e.code, e.detail, this.limits);
     const victim = this.pending.oldest(this.connection);
+    if (victim && e.code === 'rate_limited' && this.requeue(victim.value, now, effects)) return;
     if (victim) this.fail(victim.value, text, effects);
     effects.push({
       type: 'notice',

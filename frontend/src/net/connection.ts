@@ -66,6 +66,8 @@ export class Connection {
   private opened = false;
   private timer: unknown = null;
   private connectTimer: unknown = null;
+  /** Wakes the pacer when the next queued message may go. */
+  private pumpTimer: unknown = null;
 
   constructor(deps: ConnectionDeps) {
     this.deps = deps;
@@ -111,25 +113,60 @@ export class Connection {
     this.changed();
   }
 
-  /** Publishes `text` on the current socket (see `Session.publish` for what can refuse it). */
+  /**
+   * Queues `text` for publishing and sends what the pacer allows now (see `Session.enqueue` for
+   * what can refuse it). The rest goes out as the server's rate allows.
+   */
   send(text: string): PublishResult {
     const socket = this.socket;
     if (this.state !== 'open' || socket === null || socket.readyState !== OPEN) {
       return { ok: false, reason: 'Not connected.' };
     }
-    const result = this.deps.session.publish(text, this.now());
+    const result = this.deps.session.enqueue(text, this.now());
     if (result.ok) {
-      socket.send(result.frame);
       this.emit(result.effects);
+      this.pump();
       this.changed();
     }
     return result;
   }
 
+  /** Queues every failed message again (the "Resend all" button). */
+  resendFailed(): void {
+    if (this.state !== 'open') return;
+    this.emit(this.deps.session.resendFailed(this.now()));
+    this.pump();
+    this.changed();
+  }
+
+  /** Sends queued messages while the pacer allows, then sleeps until the next may go. */
+  private pump(): void {
+    if (this.pumpTimer !== null) return; // a wake-up is already scheduled
+    const socket = this.socket;
+    if (this.state !== 'open' || socket === null || socket.readyState !== OPEN) return;
+    const session = this.deps.session;
+    for (;;) {
+      const step = session.nextSend(this.now());
+      if (step.type === 'send') {
+        socket.send(step.frame);
+        this.emit(step.effects);
+        continue;
+      }
+      if (step.type === 'wait') {
+        this.pumpTimer = this.setTimer(() => {
+          this.pumpTimer = null;
+          this.pump();
+          this.changed();
+        }, step.ms);
+      }
+      return;
+    }
+  }
+
   private open(): void {
     const session = this.deps.session;
     const point = session.opening();
-    const url = socketUrl(this.deps.pageHref, point);
+    const url = socketUrl(this.deps.pageHref, point, session.askedLast);
     this.url = url;
     this.state = 'connecting';
     this.reconnectAt = null;
@@ -157,6 +194,7 @@ export class Connection {
         this.cancelConnectTimer();
       }
       this.emit(effects);
+      if (session.ready) this.pump();
       this.changed();
     };
     socket.onclose = (ev) => {
@@ -195,6 +233,10 @@ export class Connection {
   }
 
   private detach(socket: SocketLike): void {
+    if (this.pumpTimer !== null) {
+      this.clearTimer(this.pumpTimer);
+      this.pumpTimer = null;
+    }
     socket.onopen = null;
     socket.onmessage = null;
     socket.onclose = null;

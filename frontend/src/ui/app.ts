@@ -1,19 +1,25 @@
 /**
  * Wires the pure core (Session) and the socket adapter (Connection) to the page: status line,
- * composer, the two feeds, notices, metrics, the live region and the health poll.
+ * composer (with its send queue and failures row), the two feeds, notices, metrics, the live
+ * region, the status poll, the phone view switch and the split view.
  */
 import * as fmt from '../core/format';
 import type { Effect, Entry } from '../core/session';
 import { Session } from '../core/session';
-import { connectionsFromHealth, healthUrl } from '../core/url';
+import { CounterRate } from '../core/throughput';
+import { connectionsFromHealth, healthUrl, messagesInFromStatus, statusUrl } from '../core/url';
 import { Connection, type SocketLike } from '../net/connection';
+import { FailuresBar } from './failures';
 import { FeedView } from './feed';
+import { MetricsView } from './metrics';
 import { NoticeStack } from './notices';
+import { SplitView, paneName } from './split';
+import { trackVisibleHeight } from './viewport';
 
 /** Entries kept per list (and in the DOM): enough context, constant cost. */
 export const LIST_CAPACITY = 500;
-/** How often the connection count is refreshed while the tab is visible (ms). */
-const HEALTH_INTERVAL_MS = 3_000;
+/** How often the connection count and server throughput are refreshed while visible (ms). */
+const STATUS_INTERVAL_MS = 2_000;
 /** How often the clock-driven bits (countdown, time online) refresh (ms). */
 const TICK_MS = 200;
 /** Announce at most this often to screen readers (ms). */
@@ -46,31 +52,28 @@ export function startApp(): void {
   const broadcastEmpty = byId('broadcast-empty', HTMLElement);
   const jump = byId('jump-latest', HTMLButtonElement);
   const announcer = byId('announcer', HTMLElement);
+  const progress = byId('send-progress', HTMLElement);
   const notices = new NoticeStack(byId('notices', HTMLElement));
-  const metric = (id: string): { value: Element | null; sub: Element | null } => {
-    const dd = byId(id, HTMLElement);
-    return { value: dd.querySelector('.value'), sub: dd.querySelector('.sub') };
-  };
-  const m = {
-    connections: metric('m-connections'),
-    events: metric('m-events'),
-    sent: metric('m-sent'),
-    received: metric('m-received'),
-    online: metric('m-online'),
-    latency: metric('m-latency'),
-  };
-  const info = {
-    client: byId('info-client', HTMLElement),
-    epoch: byId('info-epoch', HTMLElement),
-    seq: byId('info-seq', HTMLElement),
-    server: byId('info-server', HTMLElement),
-  };
+
+  const pane = paneName(window.location.search);
+  if (pane !== null) {
+    // Inside the split view: one of its two clients.
+    document.body.dataset['pane'] = pane;
+    const label = byId('pane-label', HTMLElement);
+    label.textContent = `Client ${pane}`;
+    label.hidden = false;
+    byId('split-toggle', HTMLButtonElement).hidden = true;
+  }
+  trackVisibleHeight();
 
   const session = new Session();
+  const serverRate = new CounterRate();
+  const metrics = new MetricsView(session, serverRate);
   const chat = new FeedView(chatList, chatList, {
     capacity: LIST_CAPACITY,
     newestFirst: false,
     view: 'chat',
+    trimNote: byId('chat-trimmed', HTMLElement),
     onUnseen: (n) => {
       jump.hidden = n === 0;
       jump.textContent = `${n} new message${n === 1 ? '' : 's'} ↓`;
@@ -83,6 +86,7 @@ export function startApp(): void {
     capacity: LIST_CAPACITY,
     newestFirst: true,
     view: 'broadcast',
+    trimNote: byId('broadcast-trimmed', HTMLElement),
     onCount: (n) => {
       broadcastEmpty.hidden = n > 0;
     },
@@ -136,14 +140,19 @@ export function startApp(): void {
           } else {
             chat.add(entry);
             broadcasts.add(entry);
-            if (!entry.replayed) announce(entry);
-            if (document.hidden) unread += 1;
+            if (!entry.replayed && !entry.earlier) {
+              announce(entry);
+              if (document.hidden) unread += 1;
+            }
           }
           break;
         }
         case 'updated':
           chat.update(effect.entry);
           if (!effect.entry.own) broadcasts.update(effect.entry);
+          break;
+        case 'removed':
+          chat.remove(effect.entry);
           break;
         case 'notice':
           notices.show(effect.notice);
@@ -175,6 +184,18 @@ export function startApp(): void {
     onEffects,
     onChange: scheduleRender,
   });
+  const failures = new FailuresBar({
+    root: byId('failures', HTMLElement),
+    text: byId('failures-text', HTMLElement),
+    resend: byId('resend-all', HTMLButtonElement),
+    dismiss: byId('dismiss-failures', HTMLButtonElement),
+    onResend: () => connection.resendFailed(),
+    onDismiss: () => {
+      session.dismissFailures();
+      scheduleRender();
+      input.focus();
+    },
+  });
 
   // --- status, composer, metrics --------------------------------------------------------------
   let lastState = '';
@@ -186,7 +207,7 @@ export function startApp(): void {
     let text: string;
     switch (state) {
       case 'open':
-        text = session.recovering ? 'Connected · catching up…' : 'Connected';
+        text = !session.recovering ? 'Connected' : session.askedLast !== null ? 'Connected · loading recent…' : 'Connected · catching up…';
         break;
       case 'connecting':
         text = connection.attempt === 0 ? 'Connecting…' : `Reconnecting… (attempt ${connection.attempt})`;
@@ -220,6 +241,15 @@ export function startApp(): void {
     const open = connection.state === 'open';
     const problem = open && text.length > 0 ? session.check(text) : null;
     send.disabled = !open || text.trim() === '' || problem !== null;
+    const run = session.progress();
+    progress.hidden = run === null || run.total < 2;
+    if (run !== null) {
+      const rate = session.limits?.publishRate;
+      setText(progress, open
+        ? `Sending ${fmt.count(run.sent)} of ${fmt.count(run.total)}${rate != null ? ` · paced to the server's ${rate}/s` : ''}`
+        : `${fmt.count(run.sent)} of ${fmt.count(run.total)} sent · ${fmt.count(run.queued)} waiting for the connection`);
+    }
+    failures.render(session.failures(), open);
     hint.classList.toggle('error', problem !== null);
     input.setAttribute('aria-invalid', String(problem !== null));
     if (!open) {
@@ -237,30 +267,11 @@ export function startApp(): void {
     }
   };
 
-  const renderMetrics = (now: number): void => {
-    const x = session.metrics;
-    setText(m.connections.value, x.connections === null ? '—' : fmt.count(x.connections));
-    setText(m.connections.sub, connection.state === 'open' ? 'live now' : 'last known');
-    setText(m.events.value, fmt.count(x.events));
-    setText(m.events.sub, `${fmt.count(x.frames)} frames${x.batches ? ` · ${fmt.count(x.batches)} batched` : ''}`);
-    setText(m.sent.value, fmt.count(x.sent));
-    setText(m.sent.sub, `${fmt.count(x.delivered)} delivered${x.failed ? ` · ${fmt.count(x.failed)} failed` : ''}`);
-    setText(m.received.value, fmt.count(x.received));
-    setText(m.received.sub, x.replayed ? `${fmt.count(x.replayed)} via resume` : 'from others');
-    setText(m.online.value, session.onlineSince === null ? '—' : fmt.duration(now - session.onlineSince));
-    setText(m.online.sub, `${fmt.duration(session.onlineTotal(now))} in total`);
-    setText(m.latency.value, x.lastLatencyMs === null ? '—' : fmt.latency(x.lastLatencyMs));
-    setText(m.latency.sub, x.avgLatencyMs === null ? 'server → you' : `avg ${fmt.latency(x.avgLatencyMs)}`);
-    setText(info.client, session.clientId ?? '—');
-    setText(info.epoch, session.resume.epoch ?? '—');
-    setText(info.seq, session.resume.epoch === null ? '—' : String(session.resume.highestSeq));
-    setText(info.server, [session.server, session.batch ? 'batched frames' : null].filter(Boolean).join(' · '));
-  };
-
   const render = (): void => {
     const now = Date.now();
     renderStatus(now);
-    renderMetrics(now);
+    renderComposer();
+    metrics.render(now, connection.state);
   };
 
   // --- user input -----------------------------------------------------------------------------
@@ -303,6 +314,7 @@ export function startApp(): void {
     if (!(target instanceof HTMLElement) || target.dataset['action'] !== 'resend') return;
     const li = target.closest('li');
     const text = li?.querySelector('.text')?.textContent ?? '';
+    session.forgetFailure(target.dataset['key'] ?? '');
     input.value = text;
     autosize();
     renderComposer();
@@ -310,41 +322,66 @@ export function startApp(): void {
   });
   window.addEventListener('online', () => connection.reconnectNow());
 
-  // --- connection count: GET health while the tab is visible ----------------------------------
-  let healthBusy = false;
-  const pollHealth = async (): Promise<void> => {
-    if (healthBusy || document.hidden || connection.state !== 'open') return;
-    healthBusy = true;
+  // --- connection count and server throughput: GET api/status (else health) while visible ---
+  let statusBusy = false;
+  const getJson = async (url: string): Promise<unknown> => {
+    const response = await fetch(url, { cache: 'no-store', headers: { accept: 'application/json' } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return response.json();
+  };
+  const pollStatus = async (): Promise<void> => {
+    if (statusBusy || document.hidden || connection.state !== 'open') return;
+    statusBusy = true;
     try {
-      const response = await fetch(healthUrl(window.location.href), {
-        cache: 'no-store',
-        headers: { accept: 'application/json' },
-      });
-      if (response.ok) {
-        const n = connectionsFromHealth(await response.json());
-        if (n !== null) {
-          session.setConnections(n);
-          scheduleRender();
-        }
+      let body: unknown;
+      try {
+        body = await getJson(statusUrl(window.location.href));
+        const messagesIn = messagesInFromStatus(body);
+        if (messagesIn !== null) serverRate.sample(Date.now(), messagesIn);
+      } catch {
+        body = await getJson(healthUrl(window.location.href)); // a proxy may expose only /health
       }
+      const n = connectionsFromHealth(body);
+      if (n !== null) session.setConnections(n);
+      scheduleRender();
     } catch {
       // Offline or restarting: the status line already says so.
+      serverRate.reset();
     } finally {
-      healthBusy = false;
+      statusBusy = false;
     }
   };
-  window.setInterval(() => void pollHealth(), HEALTH_INTERVAL_MS);
+  window.setInterval(() => void pollStatus(), STATUS_INTERVAL_MS);
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) {
       unread = 0;
       updateTitle();
-      void pollHealth();
+      void pollStatus();
     }
+  });
+
+  // --- phone: chat or broadcasts; split view ----------------------------------------------------
+  const showView = (view: 'chat' | 'broadcasts'): void => {
+    document.body.dataset['phoneView'] = view;
+    (view === 'chat' ? input : broadcastList).focus();
+  };
+  byId('show-broadcasts', HTMLButtonElement).addEventListener('click', () => showView('broadcasts'));
+  byId('show-chat', HTMLButtonElement).addEventListener('click', () => showView('chat'));
+  new SplitView({
+    root: byId('split', HTMLElement),
+    toggle: byId('split-toggle', HTMLButtonElement),
+    onChange: (split) => {
+      // The panes are the clients now; this page's own connection rests meanwhile.
+      if (split) connection.disconnect();
+      else connection.connect();
+    },
   });
 
   window.setInterval(() => {
     if (connection.state === 'waiting' || session.onlineSince !== null) render();
   }, TICK_MS);
+  // The sparkline moves once a second even when nothing else changes.
+  window.setInterval(() => metrics.render(Date.now(), connection.state), 1_000);
 
   connection.connect();
   render();

@@ -14,6 +14,11 @@ export interface FeedOptions {
   readonly onUnseen?: (count: number) => void;
   /** Called after every flush with the number of entries shown. */
   readonly onCount?: (count: number) => void;
+  /**
+   * Shown while entries have been trimmed and the user reads older ones (scrolled away from the
+   * newest): what they were reading may have gone.
+   */
+  readonly trimNote?: HTMLElement;
 }
 
 /** How close to the newest edge (px) still counts as "following" the list. */
@@ -26,6 +31,8 @@ export class FeedView {
   private scheduled = false;
   private unseen = 0;
   private reveal = false;
+  /** Entries removed to respect the capacity. */
+  private trimmed = 0;
 
   constructor(
     private readonly list: HTMLOListElement,
@@ -38,6 +45,7 @@ export class FeedView {
         this.unseen = 0;
         this.options.onUnseen?.(0);
       }
+      this.showTrimNote();
     }, { passive: true });
   }
 
@@ -54,6 +62,18 @@ export class FeedView {
       this.queue = this.queue.slice(-this.options.capacity);
     }
     this.schedule();
+  }
+
+  /** Takes `entry` out of the list (queued or shown). */
+  remove(entry: MessageEntry): void {
+    this.queue = this.queue.filter((e) => e.key !== entry.key);
+    this.dirty.delete(entry.key);
+    const node = this.nodes.get(entry.key);
+    if (node) {
+      node.remove();
+      this.nodes.delete(entry.key);
+      this.options.onCount?.(this.nodes.size);
+    }
   }
 
   update(entry: MessageEntry): void {
@@ -115,6 +135,7 @@ export class FeedView {
         const key = oldest.dataset['key'];
         if (key !== undefined) this.nodes.delete(key);
         oldest.remove();
+        this.trimmed += 1;
         excess -= 1;
       }
     }
@@ -136,5 +157,11 @@ export class FeedView {
       }
     }
     this.options.onCount?.(this.nodes.size);
+    this.showTrimNote();
+  }
+
+  private showTrimNote(): void {
+    const note = this.options.trimNote;
+    if (note) note.hidden = this.trimmed === 0 || this.following();
   }
 }

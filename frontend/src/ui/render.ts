@@ -19,6 +19,8 @@ function timeOf(entry: MessageEntry): number {
 
 function statusText(entry: MessageEntry): string {
   switch (entry.status) {
+    case 'queued':
+      return 'Queued';
     case 'pending':
       return 'Sending…';
     case 'delivered':
@@ -42,7 +44,11 @@ function fillMeta(meta: HTMLElement, entry: MessageEntry, view: 'chat' | 'broadc
   time.title = entry.serverTime !== null ? 'server time' : 'sent at';
   meta.append(time);
   if (entry.seq !== null) meta.append(el('span', 'seq', `#${entry.seq}`));
-  if (entry.replayed) {
+  if (entry.earlier) {
+    const tag = el('span', 'tag tag-earlier', 'earlier');
+    tag.title = 'Sent before you joined';
+    meta.append(tag);
+  } else if (entry.replayed) {
     const tag = el('span', 'tag', 'replayed');
     tag.title = 'Missed while disconnected; delivered by the resume';
     meta.append(tag);
@@ -80,6 +86,7 @@ export function updateMessage(li: HTMLElement, entry: MessageEntry, view: 'chat'
   li.dataset['own'] = String(entry.own);
   if (entry.seq !== null) li.dataset['seq'] = String(entry.seq);
   if (entry.replayed) li.dataset['replayed'] = 'true';
+  if (entry.earlier) li.dataset['earlier'] = 'true';
   const meta = li.querySelector<HTMLElement>('.meta');
   if (meta) fillMeta(meta, entry, view);
   const failure = li.querySelector<HTMLElement>('.failure');
@@ -87,7 +94,10 @@ export function updateMessage(li: HTMLElement, entry: MessageEntry, view: 'chat'
     failure.replaceChildren();
     failure.hidden = entry.status !== 'failed';
     if (entry.status === 'failed') {
-      failure.append(el('span', '', entry.failure ?? 'Not delivered.'));
+      // One line: the failures row above the composer says the rest, once for all of them.
+      const why = el('span', 'failure-reason', entry.failure ?? 'Not delivered.');
+      why.title = entry.failure ?? '';
+      failure.append(why);
       const retry = el('button', 'link-button', 'Edit & resend');
       retry.type = 'button';
       retry.dataset['action'] = 'resend';
@@ -98,7 +108,7 @@ export function updateMessage(li: HTMLElement, entry: MessageEntry, view: 'chat'
   const at = fmt.clockTime(timeOf(entry));
   const label = entry.own
     ? `You at ${at}, ${statusText(entry).toLowerCase()}`
-    : `From ${fmt.shortId(entry.sender)} at ${at}`;
+    : `From ${fmt.shortId(entry.sender)} at ${at}${entry.earlier ? ', before you joined' : ''}`;
   li.setAttribute('aria-label', `${label}: ${entry.text}`);
 }
 
