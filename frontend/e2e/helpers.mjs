@@ -7,9 +7,11 @@
  * Every wait here is on a condition (a line on stdout, a DOM state, a frame) with a deadline;
  * nothing sleeps for a fixed time.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -286,6 +288,48 @@ export async function rawClient(baseUrl, query = '') {
       return closed;
     },
   };
+}
+
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * Runs axe-core (injected into the page) and returns its serious and critical violations, one
+ * line per offending node (an empty array when there are none).
+ *
+ * @param {import('playwright-core').Page} page
+ * @returns {Promise<string[]>}
+ */
+export async function seriousViolations(page) {
+  await page.addScriptTag({ path: axePath });
+  /** @type {Array<{ id: string, impact: string | null, help: string, nodes: Array<{ target: unknown[], failureSummary?: string }> }>} */
+  const violations = await page.evaluate(async () => {
+    // @ts-expect-error axe is the global the injected script defines
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations;
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}) ${JSON.stringify(n.target)}: ${n.failureSummary ?? v.help}`));
+}
+
+/**
+ * A box's edges from a bounding box.
+ *
+ * @param {{ x: number, y: number, width: number, height: number } | null} box
+ */
+export function edges(box) {
+  assert(box, 'element has no box (not visible)');
+  return { top: box.y, bottom: box.y + box.height, left: box.x, right: box.x + box.width, height: box.height, width: box.width };
+}
+
+/**
+ * Whether two boxes overlap (touching edges do not count).
+ *
+ * @param {ReturnType<typeof edges>} a
+ * @param {ReturnType<typeof edges>} b
+ */
+export function overlaps(a, b) {
+  return a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
 }
 
 /**

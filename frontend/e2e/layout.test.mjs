@@ -50,7 +50,7 @@ test('a 375px-wide phone layout has no horizontal overflow', { timeout: TEST_TIM
     await sendMessage(page, 'b'.repeat(250));
     await sendMessage(page, 'short one');
     await page.locator('#chat-list li.own[data-status="delivered"]', { hasText: 'short one' }).waitFor();
-    await page.locator('#broadcast-list li.message', { hasText: 'A normal sentence' }).waitFor();
+    await page.locator('#chat-list li.message', { hasText: 'A normal sentence' }).waitFor();
     // A notice too (its text must wrap as well).
     await page.evaluate(() => {
       const input = /** @type {HTMLTextAreaElement} */ (document.getElementById('message-input'));
@@ -61,14 +61,17 @@ test('a 375px-wide phone layout has no horizontal overflow', { timeout: TEST_TIM
 
     assert.deepEqual(await overflow(page), []);
 
-    // Stacked: metrics, then chat, then broadcasts, each the full width.
-    const boxes = await Promise.all(
-      ['.metrics', '.chat', '.broadcasts'].map((s) => page.locator(s).boundingBox()),
-    );
-    const [metrics, chat, broadcasts] = boxes;
-    assert.ok(metrics && chat && broadcasts);
-    assert.ok(metrics.y < chat.y && chat.y < broadcasts.y, 'panels are stacked');
+    // Metrics (folded to one line) above the chat, each the full width; broadcasts one tap away.
+    const boxes = await Promise.all(['.metrics', '.chat'].map((s) => page.locator(s).boundingBox()));
+    const [metrics, chat] = boxes;
+    assert.ok(metrics && chat);
+    assert.ok(metrics.y < chat.y, 'metrics above the chat');
     for (const box of boxes) assert.ok(box && box.width > 340 && box.x >= 0, `panel width ${box?.width}`);
+    await page.getByRole('button', { name: 'Broadcasts', exact: true }).click();
+    const broadcasts = await page.locator('.broadcasts').boundingBox();
+    assert.ok(broadcasts && broadcasts.width > 340 && broadcasts.x >= 0, `broadcasts width ${broadcasts?.width}`);
+    assert.deepEqual(await overflow(page), []);
+    await page.getByRole('button', { name: 'Back to chat', exact: true }).click();
     // The controls fit: message box, send and connection buttons are inside the screen.
     for (const selector of ['#message-input', '#send', '#toggle-connection', '#status']) {
       const box = await page.locator(selector).boundingBox();
@@ -99,6 +102,19 @@ test('a thousand messages: the lists stay capped and the newest is visible', { t
     const list = await page.locator('#chat-list').boundingBox();
     const newest = await page.locator('#chat-list > li').last().boundingBox();
     assert.ok(list && newest && newest.y + newest.height <= list.y + list.height + 1 && newest.y >= list.y - 1);
+
+    // Reading older messages after the cap trimmed some: the list says so.
+    const note = page.locator('#chat-trimmed');
+    assert.equal(await note.isVisible(), false, 'no note while following the newest');
+    await page.locator('#chat-list').evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await note.waitFor({ state: 'visible' });
+    assert.match(await note.innerText(), /Older messages trimmed/);
+    await page.locator('#chat-list').evaluate((el) => {
+      el.scrollTop = el.scrollHeight;
+    });
+    await note.waitFor({ state: 'hidden' });
 
     // Still responsive: a message of ours goes out and is confirmed.
     await sendMessage(page, 'still snappy');

@@ -33,6 +33,8 @@ export class FeedView {
   private reveal = false;
   /** Entries removed to respect the capacity. */
   private trimmed = 0;
+  /** Whether the user follows the newest entry (as of the last scroll or flush). */
+  private pinned = true;
 
   constructor(
     private readonly list: HTMLOListElement,
@@ -45,8 +47,15 @@ export class FeedView {
         this.unseen = 0;
         this.options.onUnseen?.(0);
       }
+      this.pinned = this.following();
       this.showTrimNote();
     }, { passive: true });
+    // The list shrinks when the on-screen keyboard opens (or a notice appears): stay on the newest.
+    if (typeof ResizeObserver !== 'undefined') {
+      new ResizeObserver(() => {
+        if (this.pinned) this.scrollToNewest();
+      }).observe(scroller);
+    }
   }
 
   get size(): number {
@@ -81,9 +90,14 @@ export class FeedView {
     this.schedule();
   }
 
+  private scrollToNewest(): void {
+    this.scroller.scrollTop = this.options.newestFirst ? 0 : this.scroller.scrollHeight;
+  }
+
   /** Scrolls to the newest entry. */
   jumpToNewest(): void {
-    this.scroller.scrollTop = this.options.newestFirst ? 0 : this.scroller.scrollHeight;
+    this.scrollToNewest();
+    this.pinned = true;
     this.unseen = 0;
     this.options.onUnseen?.(0);
   }
@@ -146,7 +160,8 @@ export class FeedView {
     this.dirty.clear();
     if (added.length > 0) {
       if (follow) {
-        this.scroller.scrollTop = newestFirst ? 0 : this.scroller.scrollHeight;
+        this.scrollToNewest();
+        this.pinned = true;
         if (this.unseen > 0) {
           this.unseen = 0;
           this.options.onUnseen?.(0);

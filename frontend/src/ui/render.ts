@@ -116,7 +116,6 @@ export function renderMarker(entry: MarkerEntry): HTMLLIElement {
   const li = el('li', `entry marker marker-${entry.level}`);
   li.dataset['key'] = entry.key;
   li.dataset['marker'] = entry.level;
-  li.setAttribute('role', 'note');
   const icon = el('span', 'marker-icon', entry.level === 'warning' ? '!' : '↻');
   icon.setAttribute('aria-hidden', 'true');
   const text = el('span', 'marker-text', entry.text);
