@@ -7,9 +7,12 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
@@ -183,3 +186,70 @@ async def read_until_closed(ws: WebSocketConnection) -> tuple[list[JSON], int | 
 def close_code(closed: ConnectionClosed) -> int | None:
     """The close code a ``ConnectionClosed`` carries."""
     return closed.reason.code if closed.reason is not None else None
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    """A masked client frame with any opcode and reserved bits (for malformed-frame tests)."""
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    length = len(payload)
+    if length < 126:
+        head = bytes((first, 0x80 | length))
+    elif length < 1 << 16:
+        head = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, length)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return head + mask + masked
+
+
+class ServerProcess:
+    """``trio-broadcast serve`` in a process of its own (its memory is its own to measure)."""
+
+    def __init__(self, process: trio.Process, url: str, log: IO[bytes]) -> None:
+        self.process = process
+        self.url = url  # http://127.0.0.1:PORT
+        self.ws_url = url.replace("http://", "ws://", 1) + "/ws/events"
+        self.host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.port = int(port)
+        self._log = log  # the process's stderr
+
+    def rss(self) -> int:
+        """Resident memory in bytes (Linux /proc)."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def log(self) -> str:
+        """Everything it logged so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+
+@asynccontextmanager
+async def server_process(*args: str, log_level: str = "info") -> AsyncIterator[ServerProcess]:
+    """Start ``python -m trio_broadcast serve --port 0 ARGS``; kill it on exit."""
+    env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": log_level}
+    with tempfile.TemporaryFile() as log:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "trio_broadcast", "serve", "--port", "0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
+        try:
+            assert process.stdout is not None
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(1)
+                assert chunk, "server exited before listening"
+                line += chunk
+            url = line.decode().strip().rsplit(" ", 1)[-1]
+            yield ServerProcess(process, url, log)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -1,4 +1,4 @@
-"""Two fixes and three shortcuts for Hypercorn (0.17, 0.18), installed when the app is created.
+"""Three fixes and three shortcuts for Hypercorn (0.17, 0.18), installed when the app is created.
 
 1. **The pinger.** Hypercorn sends pings from a task that sleeps ``websocket_ping_interval``
    between pings and only then looks whether the connection closed. The connection's task group
@@ -10,7 +10,19 @@
    the server closed it (e.g. a flood that earned a 1008) fills the channel, Hypercorn's read loop
    blocks on it forever, never sees the client's close reply, and the TCP connection stays open
    until shutdown. The replacement drops frames once the app has finished.
-3. **Sending without a scheduling round.** Every frame Hypercorn sends takes its connection's
+3. **Closes on the app's terms, with nothing buffered after them.** Hypercorn answers a message
+   over ``websocket_max_message_size`` with a 1009 close of its own and does not tell the app, yet
+   keeps appending what the client still sends to its message buffer: a client that declares a
+   2^40-byte frame and streams into it grew the process by hundreds of MB, kept its connection
+   counted, and was logged as having left. On a frame wsproto cannot parse (bad UTF-8, reserved
+   bits, an invalid close code...) it dropped TCP with no close frame at all, and the app was
+   told only "1006". The replacement event handler hands each of these to the app as a
+   ``trio_broadcast.close`` event (``code``, ``reason``, ``wait``: whether a close reply can still
+   come), so the app closes with that code, logs it and lets go of the connection within its
+   close timeout; after a close (ours or the app's) received data messages are discarded
+   unbuffered, and after a parse failure raw data is not even parsed. A close frame from the
+   client reaches the app with its own code and reason (Hypercorn reported 1000 or 1006).
+4. **Sending without a scheduling round.** Every frame Hypercorn sends takes its connection's
    send lock and calls ``send_all``: each of the two is a checkpoint that yields to the scheduler,
    so one frame costs two task switches besides the write itself; with a thousand writers that
    was most of the server's time per frame. The replacement writes at once when nobody else is
@@ -18,18 +30,18 @@
    peer has stopped reading; otherwise (or for TLS) it falls back to Hypercorn's own path for
    whatever is left. Hypercorn already sends inside a shielded scope, so cancellation is
    unaffected.
-4. **Framing text without wsproto's state machine.** A server's text frame is a two-to-ten byte
+5. **Framing text without wsproto's state machine.** A server's text frame is a two-to-ten byte
    header and the UTF-8 payload. When the connection is open and no extension (permessage-deflate)
    was negotiated, wsproto's ``send`` only builds that header, through several layers of calls
    and copies; the replacement builds it directly. Anything else goes through wsproto.
 
-5. **Writing from another task.** :class:`DirectSender`, offered to the app as the ASGI scope
+6. **Writing from another task.** :class:`DirectSender`, offered to the app as the ASGI scope
    extension ``DIRECT_SEND``, writes a text frame at once or refuses without writing anything;
    a frame the socket took only in part leaves its tail pending, and the tail goes out before
    anything else is sent on that connection. The hub's tick writes to many clients through it
    in one pass (see :meth:`.hub.Hub.park`).
 
-Fixes 1 and 2 are always installed. The two shortcuts rely on internals, so they are installed
+Fixes 1-3 are always installed. The two shortcuts rely on internals, so they are installed
 only for the Hypercorn and wsproto versions they were written against (see ``_SHORTCUTS_FOR``);
 with any other version the server runs on Hypercorn's own paths, only slower.
 """
@@ -45,18 +57,19 @@ from typing import Any
 
 import trio
 from hypercorn.events import Closed, RawData
-from hypercorn.protocol.events import Data
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.protocol.events import Data, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
 from hypercorn.trio import task_group, tcp_server
 from wsproto.connection import ConnectionState
-from wsproto.events import Ping
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.frame_protocol import CloseReason
 
 _SHORTCUTS_FOR = {"hypercorn": ("0.17.", "0.18."), "wsproto": ("1.2.", "1.3.")}
 
 _PATCHED = "_trio_broadcast_pinger"
 
 
-async def _send_pings(self: Any) -> None:
+async def _send_pings(self: Any) -> None:  # fix 1
     with trio.CancelScope() as scope:
         self._ping_scope = scope
         while not self.closed:
@@ -89,6 +102,69 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
         trio.from_thread.run,
     )
     return put
+
+
+CLOSE_EVENT = "trio_broadcast.close"  # ASGI receive event: close with ``code`` (fix 3)
+# wsproto reports a parse failure as a CloseConnection event without changing its state; a
+# real close frame moves it to REMOTE_CLOSING or CLOSED.
+_UNCHANGED_BY_A_CLOSE_FRAME = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+
+
+async def _handle_events(self: Any) -> None:
+    """``WSStream._handle_events``: closes the app decides, nothing buffered after a close."""
+    for event in self.connection.events():
+        if isinstance(event, Message):
+            if self.state is not ASGIWebsocketState.CONNECTED or self._discarding:
+                # After a close, or inside a message already refused: dropped unbuffered.
+                self._discarding = self._discarding and not event.message_finished
+                continue
+            try:
+                self.buffer.extend(event)
+            except FrameTooLargeError:
+                self.buffer.clear()
+                self._discarding = not event.message_finished
+                await _tell_app_to_close(self, CloseReason.MESSAGE_TOO_BIG, "message too big")
+                continue
+            if event.message_finished:
+                await self.app_put(self.buffer.to_message())
+                self.buffer.clear()
+        elif isinstance(event, Ping):
+            await self._send_wsproto_event(event.response())
+        elif isinstance(event, CloseConnection):
+            if self.connection.state in _UNCHANGED_BY_A_CLOSE_FRAME:
+                # Not a close frame: wsproto could not parse what came (its state is undefined
+                # from here on, so nothing more is parsed). Fail the connection (RFC 6455 7.1.7).
+                self._unparsable = True
+                if self.state is ASGIWebsocketState.CONNECTED:
+                    reason = event.reason or "protocol error"
+                    await _tell_app_to_close(self, event.code, reason, wait=False)
+                else:  # the app has closed already: no close reply can come now
+                    await self.send(StreamClosed(stream_id=self.stream_id))
+                return
+            if self.connection.state is ConnectionState.REMOTE_CLOSING:
+                await self._send_wsproto_event(event.response())
+            if self.app_put is not None:  # the client's own code and reason, before "closed"
+                code, reason = int(event.code), event.reason or ""
+                await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
+            await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+async def _tell_app_to_close(self: Any, code: int, reason: str, wait: bool = True) -> None:
+    if self.state is ASGIWebsocketState.CONNECTED and not self._closing_told:
+        self._closing_told = True
+        await self.app_put({"type": CLOSE_EVENT, "code": int(code), "reason": reason, "wait": wait})
+
+
+_hypercorn_ws_handle = WSStream.handle
+
+
+async def _ws_handle(self: Any, event: Any) -> None:
+    if type(event) is Data and self._unparsable:
+        return  # after a parse failure: not fed to wsproto, whose parser state is undefined
+    await _hypercorn_ws_handle(self, event)
+    scope = self._ping_scope  # fix 1: the pinger stops with the stream
+    if self.closed and scope is not None:
+        scope.cancel()
 
 
 _hypercorn_protocol_send = tcp_server.TCPServer.protocol_send
@@ -242,8 +318,9 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Replace ``WSStream._send_pings`` and ``TaskGroup.spawn_app``, and for known versions
-    ``TCPServer.protocol_send`` and ``WSStream.app_send`` (idempotent)."""
+    """Replace ``WSStream._send_pings``, ``handle`` and ``_handle_events`` and
+    ``TaskGroup.spawn_app``, and for known versions ``TCPServer.protocol_send`` and
+    ``WSStream.app_send`` (idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
@@ -251,14 +328,18 @@ def install() -> None:
         tcp_server.TCPServer._pending_tail = None  # type: ignore[attr-defined]
         tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         WSStream.app_send = _app_send  # type: ignore[method-assign]
-    original_handle = WSStream.handle
-
-    async def handle(self: Any, event: Any) -> None:
-        await original_handle(self, event)
-        scope = getattr(self, "_ping_scope", None)
-        if self.closed and scope is not None:
-            scope.cancel()
-
+    # Per-stream state of fixes 1 and 3, as class defaults: set on the instance when it changes.
+    for name, default in _STREAM_STATE.items():
+        setattr(WSStream, name, default)
     WSStream._send_pings = _send_pings  # type: ignore[method-assign]
-    WSStream.handle = handle  # type: ignore[method-assign]
+    WSStream.handle = _ws_handle  # type: ignore[method-assign]
+    WSStream._handle_events = _handle_events  # type: ignore[method-assign]
     setattr(WSStream, _PATCHED, True)
+
+
+_STREAM_STATE = {
+    "_ping_scope": None,  # fix 1: the pinger's cancel scope
+    "_discarding": False,  # fix 3: inside a message that was refused (too big)
+    "_closing_told": False,  # fix 3: the app was told to close
+    "_unparsable": False,  # fix 3: wsproto failed to parse; received data is ignored
+}

@@ -34,6 +34,27 @@ BINARY_REFUSED = ProtocolError(
 class TransportClosed(Exception):
     """The client's side of the connection is gone (it closed, or the socket broke)."""
 
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code  # the client's close code; 1006 (or None) when there was none
+        self.reason = reason  # the client's close reason
+
+
+class TransportFailed(Exception):
+    """What the client sent cannot be taken: close the connection with ``close.close_code``.
+
+    Raised by :meth:`Transport.receive` for a message over the size limit (1009) or a frame that
+    breaks the protocol (1002, 1007 for bad UTF-8).
+    """
+
+    def __init__(self, code: int, reason: str, *, wait_for_reply: bool) -> None:
+        super().__init__(code, reason)
+        known = code in CloseCode._value2member_map_
+        self.close = CloseConnection(
+            reason, CloseCode(code) if known else CloseCode.PROTOCOL_ERROR
+        )  # what to close with
+        self.wait_for_reply = wait_for_reply  # False: the client's frames can no longer be read
+
 
 class Transport(Protocol):
     """The few WebSocket operations a connection needs."""
@@ -43,6 +64,7 @@ class Transport(Protocol):
 
         Raises:
             TransportClosed: the client is gone; nothing more will be received or delivered.
+            TransportFailed: the client sent what cannot be taken; the connection must close.
         """
 
     async def send(self, frame: str) -> None:
@@ -155,37 +177,55 @@ async def _serve_client(
         resume=params.since is not None,
         connections=hub.connection_count,
     )
+    client_closed: TransportClosed | None = None
     try:
-        client_gone = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
                 _write, hub, subscription, transport, nursery.cancel_scope, observe_latency
             )
             try:
-                await _read(hub, subscriber, transport)
-            except TransportClosed:
-                client_gone = True
+                reply_expected = await _read(hub, subscriber, transport)
+            except TransportClosed as closed:
+                client_closed = closed
                 nursery.cancel_scope.cancel()  # nobody left to write to
-        if not client_gone:
-            await _await_close_reply(transport)
+        if client_closed is None and reply_expected:
+            client_closed = await _await_close_reply(transport)
     finally:
         hub.unsubscribe(subscriber)
         subscriber.inbox.close()
         closing = subscriber.closing
+        code: int | None
+        if closing is not None:  # we closed: our code
+            by, code, reason = "server", int(closing.close_code), closing.reason
+        elif client_closed is not None:
+            by, code, reason = "client", client_closed.code, client_closed.reason
+        else:  # cancelled
+            by, code, reason = "server", None, "cancelled"
         log.info(
             "disconnected",
             client_id=subscriber.client_id,
             peer=peer,
-            code=int(closing.close_code) if closing else None,
-            reason=closing.reason if closing else "client left",
+            by=by,
+            code=code,
+            reason=reason,
             connections=hub.connection_count,
         )
 
 
-async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
-    """Take client frames until the connection must close. Errors go back to the client."""
+async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> bool:
+    """Take client frames until the connection must close. Errors go back to the client.
+
+    Returns whether the client's frames can still be read (a close reply can come).
+    """
     while subscriber.closing is None:
-        data = await transport.receive()
+        try:
+            data = await transport.receive()
+        except TransportFailed as failure:
+            reason = failure.close.close_code.name.lower()
+            hub.count_eviction(reason)
+            log.warning("evicted", client_id=subscriber.client_id, reason=reason)
+            hub.disconnect(subscriber, failure.close)
+            return failure.wait_for_reply
         if not isinstance(data, str):
             _refuse(hub, subscriber, BINARY_REFUSED)
             continue
@@ -199,7 +239,7 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
             hub.count_eviction("rate_abuse")
             log.warning("evicted", client_id=subscriber.client_id, reason="rate_abuse")
             hub.disconnect(subscriber, PolicyViolationError("publishing over the rate limit"))
-            return
+            return True
         if verdict is Verdict.REFUSE:
             rate = subscriber.limiter.rate
             _refuse(
@@ -212,21 +252,27 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> None:
         try:
             await hub.submit(subscriber, publish)
         except trio.ClosedResourceError:  # shutting down: the writer sends 1001
-            return
+            return True
+    return True
 
 
-async def _await_close_reply(transport: Transport) -> None:
+async def _await_close_reply(transport: Transport) -> TransportClosed | None:
     """After our close frame: discard what the client still sends until its close reply.
 
     Closing the socket while the client's frames are unread would reset it, and a reset can
     destroy our close frame before the client reads it. Waits ``CLOSE_TIMEOUT`` at most.
+    Returns how the client closed, or None if it did not in time.
     """
     with trio.move_on_after(CLOSE_TIMEOUT):
         while True:
             try:
                 await transport.receive()
-            except TransportClosed:
-                return
+            except TransportClosed as closed:
+                return closed
+            except TransportFailed as failure:
+                if not failure.wait_for_reply:
+                    return None
+    return None
 
 
 def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError, id_: str | None = None) -> None:

@@ -16,8 +16,15 @@ from urllib.parse import parse_qsl
 
 import structlog
 
-from ._hypercorn import DIRECT_SEND, DirectSender
-from .connection import ConnectParams, LatencyObserver, Sent, TransportClosed, run_connection
+from ._hypercorn import CLOSE_EVENT, DIRECT_SEND, DirectSender
+from .connection import (
+    ConnectParams,
+    LatencyObserver,
+    Sent,
+    TransportClosed,
+    TransportFailed,
+    run_connection,
+)
 from .hub import Hub
 from .origins import origin_allowed
 
@@ -47,7 +54,12 @@ class AsgiTransport:
         if message["type"] == "websocket.receive":
             text: str | None = message.get("text")
             return text if text is not None else message.get("bytes")
-        raise TransportClosed(message.get("code"))  # websocket.disconnect
+        if message["type"] == CLOSE_EVENT:
+            raise TransportFailed(
+                message["code"], message["reason"], wait_for_reply=message["wait"]
+            )
+        # websocket.disconnect
+        raise TransportClosed(message.get("code"), message.get("reason") or "")
 
     async def send(self, frame: str) -> None:
         await self._send({"type": "websocket.send", "text": frame})

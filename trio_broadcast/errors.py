@@ -23,8 +23,10 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutdown
+    PROTOCOL_ERROR = 1002  # a frame that breaks RFC 6455 (reserved bits, bad opcode, ...)
+    INVALID_PAYLOAD = 1007  # a text message that is not UTF-8
     POLICY_VIOLATION = 1008  # sustained rate-limit abuse
-    MESSAGE_TOO_BIG = 1009  # frame over max_message_bytes (sent by Hypercorn)
+    MESSAGE_TOO_BIG = 1009  # message over max_message_bytes
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013  # at max_connections
     SLOW_CONSUMER = 4008  # outbox overflowed

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -20,6 +17,7 @@ from support import (
     publish,
     read_until_closed,
     receive_type,
+    server_process,
     unbatch,
 )
 
@@ -278,28 +276,13 @@ async def test_a_client_that_answers_no_ping_is_dropped_after_idle_timeout_and_o
 
 
 @pytest.mark.slow
-async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) -> None:
-    env = {**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "warning"}
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_broadcast", "serve", "--port", "0", "--publish-rate", "off"],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = await process.stdout.receive_some(1)
-            assert chunk, "server exited before listening"
-            line += chunk
-        url = line.decode().strip().rsplit(" ", 1)[-1]
-        assert url.startswith("http://127.0.0.1:")
-        ws_url = url.replace("http://", "ws://") + "/ws/events"
+async def test_sigterm_closes_200_clients_with_1001_and_exits() -> None:
+    async with server_process("--publish-rate", "off", log_level="warning") as server:
         codes: list[int | None] = []
         connected = trio.Semaphore(0)
 
         async def client() -> None:
-            async with connect(ws_url) as ws:
+            async with connect(server.ws_url) as ws:
                 await receive_type(ws, "welcome")
                 connected.release()
                 _, code = await read_until_closed(ws)
@@ -310,13 +293,9 @@ async def test_sigterm_closes_200_clients_with_1001_and_exits(tmp_path: object) 
                 nursery.start_soon(client)
             for _ in range(200):
                 await connected.acquire()
-            process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
         assert codes == [1001] * 200
-        assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        assert await server.process.wait() == 0
 
 
 _ = close_code
