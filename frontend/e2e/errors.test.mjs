@@ -1,32 +1,163 @@
 // @ts-check
-/** Server refusals are shown clearly: rate limiting, a frame over the size limit, a full server. */
+/**
+ * Limits and refusals: sends paced to the server's rate (a burst never gets the page closed),
+ * failures grouped with "Resend all", a frame over the size limit refused in the page, a full
+ * server explained and retried.
+ */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { TEST_TIMEOUT_MS, launchBrowser, openUi, startServer, until, withServerAndBrowser } from './helpers.mjs';
+import {
+  TEST_TIMEOUT_MS,
+  launchBrowser,
+  listTexts,
+  openUi,
+  rawClient,
+  startServer,
+  until,
+  waitForState,
+  withServerAndBrowser,
+} from './helpers.mjs';
 
-test('a rate_limited error frame is shown and the refused message is marked', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withServerAndBrowser({ args: ['--publish-rate', '1', '--publish-burst', '1', '--max-message-bytes', '1000'] }, async ({ server, browser }) => {
+/**
+ * Submits `texts` from the page as fast as a script can (faster than any typing or pasting).
+ * @param {import('playwright-core').Page} page
+ * @param {string[]} texts
+ */
+async function burst(page, texts) {
+  await page.evaluate((all) => {
+    const input = /** @type {HTMLTextAreaElement} */ (document.getElementById('message-input'));
+    const form = /** @type {HTMLFormElement} */ (document.getElementById('composer'));
+    for (const text of all) {
+      input.value = text;
+      form.requestSubmit();
+    }
+  }, texts);
+}
+
+test('a burst of 100 sends is paced to the server rate: all delivered, in order, never closed', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({ args: ['--publish-rate', '20', '--publish-burst', '10'] }, async ({ server, browser }) => {
+    const { page, errors } = await openUi(browser, server.url);
+    const raw = await rawClient(server.url);
+    const clientId = await page.locator('#info-client').innerText();
+    const texts = Array.from({ length: 100 }, (_, i) => `burst ${i + 1}`);
+    await burst(page, texts);
+
+    // The queue is visible while it drains.
+    const progress = page.locator('#send-progress');
+    await progress.filter({ hasText: /^Sending \d+ of 100 · paced to the server's 20\/s$/ }).waitFor();
+    await page.locator('#chat-list li.own[data-status="queued"]').first().waitFor();
+    await page.locator('#m-sent .sub', { hasText: /queued/ }).waitFor();
+
+    // All delivered, in order, on the same connection; no refusal, no failure, no close.
+    await until(async () => (await page.locator('#chat-list li.own[data-status="delivered"]').count()) === 100, {
+      timeout: 30_000,
+      message: '100 delivered',
+    });
+    await progress.waitFor({ state: 'hidden' });
+    await raw.waitFrame((f) => f.type === 'message' && f.message === 'burst 100', 30_000);
+    assert.deepEqual(raw.frames.filter((f) => f.type === 'message').map((f) => f.message), texts);
+    assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 0);
+    assert.equal(await page.locator('.notice').count(), 0, 'no rate_limited or close notice');
+    assert.equal(await page.locator('#failures').isHidden(), true);
+    assert.equal(await page.locator('#info-client').innerText(), clientId, 'still the first connection');
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'open');
+    await raw.close();
+    assert.deepEqual(errors, []);
+  });
+});
+
+test('when the server refuses for its rate anyway, the page waits and sends again; nothing fails', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({ args: ['--publish-rate', '5', '--publish-burst', '2'] }, async ({ server, browser }) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    // A proxy (or an older server) advertises more than the server allows: the page believes it.
+    await page.routeWebSocket(/\/ws\/events/, (ws) => {
+      const upstream = ws.connectToServer();
+      upstream.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        const welcome = frame.type === 'batch' ? frame.events.find((/** @type {any} */ e) => e.type === 'welcome') : frame.type === 'welcome' ? frame : null;
+        if (welcome) welcome.limits = { ...welcome.limits, publish_rate: 1000, publish_burst: 1000 };
+        ws.send(JSON.stringify(frame));
+      });
+      ws.onMessage((message) => upstream.send(message));
+    });
+    await page.goto(server.url);
+    await waitForState(page, 'open');
+    const texts = Array.from({ length: 8 }, (_, i) => `eager ${i + 1}`);
+    await burst(page, texts);
+    await until(async () => (await page.locator('#chat-list li.own[data-status="delivered"]').count()) === 8, {
+      timeout: 30_000,
+      message: 'all 8 delivered',
+    });
+    assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 0);
+    assert.equal(await page.locator('.notice[data-code="close-1008"]').count(), 0);
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'open');
+    await context.close();
+  });
+});
+
+test('failed messages are grouped in one row with "Resend all"', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({}, async ({ server, browser }) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    /** @type {import('playwright-core').WebSocketRoute[]} */
+    const sockets = [];
+    let swallow = false;
+    await page.routeWebSocket(/\/ws\/events/, (ws) => {
+      sockets.push(ws);
+      const upstream = ws.connectToServer();
+      upstream.onMessage((message) => ws.send(message));
+      // While `swallow` is set, publishes are lost on the way (the server never sees them).
+      ws.onMessage((message) => {
+        if (!swallow) upstream.send(message);
+      });
+    });
+    await page.goto(server.url);
+    await waitForState(page, 'open');
+    const raw = await rawClient(server.url);
+
+    swallow = true;
+    await burst(page, ['lost 1', 'lost 2', 'lost 3']);
+    await until(async () => (await page.locator('#chat-list li.own[data-status="pending"]').count()) === 3, { message: '3 pending' });
+    // The connection drops; the page resumes, and the server never had them: they failed.
+    swallow = false;
+    await sockets[0]?.close({ code: 4000, reason: 'dropped by the test' });
+    await until(async () => sockets.length === 2, { message: 'the page reconnects' });
+    await waitForState(page, 'open');
+    const row = page.locator('#failures');
+    await row.waitFor({ state: 'visible' });
+    assert.match(await row.locator('#failures-text').innerText(), /^3 messages not delivered: Not delivered/);
+    assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 3);
+    // One row for all of them, not a box each.
+    assert.equal(await page.getByRole('button', { name: 'Resend all' }).count(), 1);
+
+    await page.getByRole('button', { name: 'Resend all' }).click();
+    await row.waitFor({ state: 'hidden' });
+    await until(async () => (await page.locator('#chat-list li.own[data-status="delivered"]').count()) === 3, { message: '3 delivered' });
+    assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 0, 'the failed ones were replaced');
+    assert.deepEqual(await listTexts(page, '#chat-list', '.own'), ['lost 1', 'lost 2', 'lost 3']);
+    for (const text of ['lost 1', 'lost 2', 'lost 3']) await raw.waitFrame((f) => f.type === 'message' && f.message === text);
+
+    // Dismiss: the row goes, the messages stay marked.
+    swallow = true;
+    await burst(page, ['lost again']);
+    await page.locator('#chat-list li.own[data-status="pending"]', { hasText: 'lost again' }).waitFor();
+    swallow = false;
+    await sockets[1]?.close({ code: 4000, reason: 'dropped by the test' });
+    await row.waitFor({ state: 'visible' });
+    assert.match(await row.locator('#failures-text').innerText(), /^1 message not delivered/);
+    await page.getByRole('button', { name: 'Dismiss', exact: true }).click();
+    await row.waitFor({ state: 'hidden' });
+    assert.equal(await page.locator('#chat-list li.own[data-status="failed"]', { hasText: 'lost again' }).count(), 1);
+    await raw.close();
+    await context.close();
+  });
+});
+
+test('a message over max_message_bytes is refused in the page, before it is sent', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({ args: ['--max-message-bytes', '1000'] }, async ({ server, browser }) => {
     const { page, errors } = await openUi(browser, server.url);
     const input = page.getByLabel('Message', { exact: true });
-    // Three quickly: the first fits the burst of 1, the next are over the rate.
-    for (const text of ['first', 'second', 'third']) {
-      await input.fill(text);
-      await input.press('Enter');
-    }
-    const notice = page.locator('.notice[data-code="rate_limited"]');
-    await notice.waitFor();
-    assert.equal(await notice.getAttribute('role'), 'alert');
-    assert.match(await notice.innerText(), /Rate limited: that message was not broadcast\. The server allows 1 message\/s \(bursts of 1\)\./);
-    await page.locator('#chat-list li.own[data-status="delivered"]', { hasText: 'first' }).waitFor();
-    await page.locator('#chat-list li.own[data-status="failed"]', { hasText: 'second' }).waitFor();
-    await page.locator('#chat-list li.own[data-status="failed"] .failure', { hasText: 'Rate limited' }).first().waitFor();
-    await page.locator('#m-sent .sub', { hasText: /failed/ }).waitFor();
-
-    // The refused message can be put back in the box to try again.
-    await page.locator('#chat-list li.own[data-status="failed"]', { hasText: 'second' }).getByRole('button', { name: 'Edit & resend' }).click();
-    assert.equal(await input.inputValue(), 'second');
-
-    // A message over the server's max_message_bytes is refused before it is sent (no 1009 close).
     await input.fill('x'.repeat(1200));
     await page.locator('#composer-hint.error', { hasText: /Too large: 1,2\d\d bytes; this server accepts at most 1,000/ }).waitFor();
     assert.equal(await input.getAttribute('aria-invalid'), 'true');
@@ -38,10 +169,6 @@ test('a rate_limited error frame is shown and the refused message is marked', { 
     // Close to the limit, the box shows the size.
     await input.fill('y'.repeat(900));
     await page.locator('#composer-hint', { hasText: /^9\d\d \/ 1,000 bytes$/ }).waitFor();
-
-    // Dismissing the notice removes it.
-    await notice.getByRole('button', { name: /Dismiss/ }).click();
-    await notice.waitFor({ state: 'detached' });
     assert.deepEqual(errors, []);
   });
 });

@@ -63,10 +63,10 @@ describe('decodeFrame', () => {
   });
 
   it('decodes error frames', () => {
-    expect(decodeFrame('{"type":"error","code":"rate_limited","detail":"slow down"}').events[0]).toEqual({
-      type: 'error', code: 'rate_limited', detail: 'slow down',
+    expect(decodeFrame('{"type":"error","code":"rate_limited","detail":"slow down","id":"c-3"}').events[0]).toEqual({
+      type: 'error', code: 'rate_limited', detail: 'slow down', id: 'c-3',
     });
-    expect(decodeFrame('{"type":"error"}').events[0]).toEqual({ type: 'error', code: 'unknown_error', detail: null });
+    expect(decodeFrame('{"type":"error"}').events[0]).toEqual({ type: 'error', code: 'unknown_error', detail: null, id: null });
   });
 
   it('unpacks a batch in order', () => {

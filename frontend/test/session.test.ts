@@ -353,11 +353,42 @@ describe('Session: pacing to the server rate', () => {
     expect(a.entry.status).toBe('queued');
     expect(b.entry.status).toBe('pending');
     expect(s.metrics).toMatchObject({ sent: 1, failed: 0 });
-    // The bucket was emptied: the retry waits a token's time.
-    expect(s.nextSend(T0 + 1)).toEqual({ type: 'wait', ms: 112 });
-    const retry = s.nextSend(T0 + 113);
-    expect(retry.type).toBe('send');
+    // Sending pauses a second, then waits for a token (the bucket was emptied).
+    expect(s.nextSend(T0 + 1)).toEqual({ type: 'wait', ms: 1000 });
+    expect(s.nextSend(T0 + 1000).type).toBe('wait');
+    expect(s.nextSend(T0 + 1001).type).toBe('send');
     expect(a.entry.status).toBe('pending');
+  });
+
+  it('matches a refusal to its publish by id, even when it overtakes earlier acks', () => {
+    const s = paced();
+    const a = publish(s, 'a');
+    const b = publish(s, 'b');
+    const c = publish(s, 'c');
+    s.receive(batch({ type: 'error', code: 'rate_limited', id: b.id }, ack(11, a.id), ack(12, c.id)), T0 + 1);
+    expect([a.entry.status, b.entry.status, c.entry.status]).toEqual(['delivered', 'queued', 'delivered']);
+  });
+
+  it('puts refused messages back in their original order', () => {
+    const s = paced();
+    const sent = ['a', 'b', 'c', 'd'].map((t) => publish(s, t));
+    s.enqueue('e', T0);
+    for (const p of sent.slice(1)) s.receive(frame({ type: 'error', code: 'rate_limited', id: p.id }), T0 + 1);
+    const order: string[] = [];
+    for (let t = T0 + 1001; order.length < 4; t += 200) {
+      const step = s.nextSend(t);
+      if (step.type === 'send') order.push((JSON.parse(step.frame) as { message: string }).message);
+    }
+    expect(order).toEqual(['b', 'c', 'd', 'e']);
+  });
+
+  it('counts a burst whose first messages went out at once as one run', () => {
+    const s = paced();
+    for (let i = 1; i <= 10; i++) {
+      s.enqueue(`m${i}`, T0);
+      while (s.nextSend(T0).type === 'send');
+    }
+    expect(s.progress()).toEqual({ sent: 4, total: 10, queued: 6 });
   });
 
   it('fails a message refused for its rate too many times, with a notice', () => {
@@ -365,8 +396,9 @@ describe('Session: pacing to the server rate', () => {
     const a = publish(s, 'a');
     let effects: Effect[] = [];
     for (let i = 0; i < 6; i++) {
-      effects = s.receive('{"type":"error","code":"rate_limited"}', T0 + i);
-      if (a.entry.status === 'queued') expect(s.nextSend(T0 + i).type).toBe('send');
+      const now = T0 + i * 1000;
+      effects = s.receive('{"type":"error","code":"rate_limited"}', now);
+      if (a.entry.status === 'queued') expect(s.nextSend(now + 1000).type).toBe('send');
     }
     expect(a.entry.status).toBe('failed');
     expect(a.entry.failure).toMatch(/Rate limited/);

@@ -69,6 +69,11 @@ export interface ServerError {
   readonly type: 'error';
   readonly code: string;
   readonly detail: string | null;
+  /**
+   * The refused publish's `id`, when it had one (so far for `rate_limited`): errors are sent at
+   * once and can overtake the acks of earlier publishes.
+   */
+  readonly id: string | null;
 }
 
 /** A frame of a type this client does not know (ignored, but counted). */
@@ -197,7 +202,7 @@ export function decodeEvent(o: unknown): ServerEvent {
         seq: int(o['seq']),
       };
     case 'error':
-      return { type, code: str(o['code']) ?? 'unknown_error', detail: str(o['detail']) };
+      return { type, code: str(o['code']) ?? 'unknown_error', detail: str(o['detail']), id: str(o['id']) };
     default:
       return { type: 'unknown', rawType: typeof type === 'string' ? type : String(type) };
   }

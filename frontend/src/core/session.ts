@@ -30,6 +30,12 @@ export type MessageStatus = 'queued' | 'pending' | 'delivered' | 'failed';
 export const JOIN_HISTORY = 50;
 /** How often a publish the server refused for its rate is queued again before it counts as failed. */
 const MAX_REQUEUES = 5;
+/**
+ * How long sending pauses after the server refused a publish for its rate (ms): its bucket is
+ * emptier than ours thought. Refusals cost strikes that leak at one per second, so a pause of a
+ * second per refusal can never add up to a 1008 close.
+ */
+export const REFUSAL_PAUSE_MS = 1_000;
 
 /** One chat line: ours (right) or another client's (left, and in the broadcast list). */
 export interface MessageEntry {
@@ -195,6 +201,8 @@ export class Session {
   private readonly queue: MessageEntry[] = [];
   private readonly requeues = new Map<string, number>();
   private bucket: TokenBucket | null = null;
+  /** No sends before this time (ms): set after a refusal. */
+  private holdUntil = 0;
   private run = { sent: 0, total: 0 };
   /** Failed own messages the user has not resent or dismissed, oldest first. */
   private failedList: MessageEntry[] = [];
@@ -326,6 +334,7 @@ export class Session {
   nextSend(now: number): SendStep {
     const entry = this.queue[0];
     if (entry === undefined || !this.ready) return { type: 'idle' };
+    if (now < this.holdUntil) return { type: 'wait', ms: Math.ceil(this.holdUntil - now) };
     if (this.bucket !== null && !this.bucket.take(now)) {
       return { type: 'wait', ms: Math.max(1, this.bucket.waitMs(now)) };
     }
@@ -367,7 +376,9 @@ export class Session {
   }
 
   private push(entry: MessageEntry): void {
-    if (this.queue.length === 0) this.run = { sent: 0, total: 0 };
+    // A run lasts until everything in it was answered: a burst whose first messages went out at
+    // once is still one run ("sending 12 of 100").
+    if (this.queue.length === 0 && this.pending.size === 0) this.run = { sent: 0, total: 0 };
     this.queue.push(entry);
     this.run.total += 1;
   }
@@ -410,6 +421,7 @@ export class Session {
     return `e${this.keys}`;
   }
 
+
   private marker(level: MarkerEntry['level'], text: string, now: number, effects: Effect[]): void {
     effects.push({ type: 'added', entry: { kind: 'marker', key: this.key(), level, text, time: now } });
   }
@@ -431,6 +443,7 @@ export class Session {
     this.limits = w.limits;
     // The server's bucket is per connection and starts full: so does ours.
     this.bucket = TokenBucket.forLimits(w.limits.publishRate, w.limits.publishBurst);
+    this.holdUntil = 0;
     this.batch = w.batch;
     if (w.connections !== null) this.metrics.connections = w.connections;
     this.metrics.connects += 1;
@@ -520,8 +533,8 @@ export class Session {
   }
 
   /**
-   * Puts a message the server refused for its rate back at the front of the queue and empties
-   * the bucket, so the pacer waits before trying again. False when it was retried enough.
+   * Puts a message the server refused for its rate back at the front of the queue, empties the
+   * bucket and pauses sending for REFUSAL_PAUSE_MS. False when it was retried enough.
    */
   private requeue(entry: MessageEntry, now: number, effects: Effect[]): boolean {
     const tries = (this.requeues.get(entry.key) ?? 0) + 1;
@@ -531,11 +544,14 @@ export class Session {
     }
     this.requeues.set(entry.key, tries);
     this.bucket?.drain(now);
+    this.holdUntil = now + REFUSAL_PAUSE_MS;
     entry.status = 'queued';
     this.metrics.sent -= 1;
-    if (this.queue.length === 0) this.run = { sent: 0, total: 1 };
-    else this.run.sent = Math.max(0, this.run.sent - 1);
-    this.queue.unshift(entry);
+    this.run.sent = Math.max(0, this.run.sent - 1);
+    // Back in its original place: refusals arrive oldest first, after others already requeued.
+    const order = keyOrder(entry.key);
+    const at = this.queue.findIndex((e) => keyOrder(e.key) > order);
+    this.queue.splice(at === -1 ? this.queue.length : at, 0, entry);
     effects.push({ type: 'updated', entry });
     return true;
   }
@@ -625,7 +641,8 @@ export class Session {
 
   private onError(e: ServerError, now: number, effects: Effect[]): void {
     const text = describeError(e.code, e.detail, this.limits);
-    const victim = this.pending.oldest(this.connection);
+    // The error names the publish it refuses when it had an id; otherwise it is the oldest one.
+    const victim = (e.id !== null ? this.pending.ack(e.id) : undefined) ?? this.pending.oldest(this.connection);
     if (victim && e.code === 'rate_limited' && this.requeue(victim.value, now, effects)) return;
     if (victim) this.fail(victim.value, text, effects);
     effects.push({
@@ -639,4 +656,9 @@ export class Session {
       },
     });
   }
+}
+
+/** The creation order of an entry from its key (`e17` → 17). */
+function keyOrder(key: string): number {
+  return Number(key.slice(1));
 }
