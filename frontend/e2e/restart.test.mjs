@@ -66,3 +66,52 @@ test('the page reconnects by itself after a server restart and messaging works a
     await server.stop();
   }
 });
+
+test('nothing missed after a restart: the gap marker, then what was sent in the new epoch', { timeout: TEST_TIMEOUT_MS }, async () => {
+  let server = await startServer();
+  const port = server.port;
+  const browser = await launchBrowser();
+  try {
+    const a = await openUi(browser, server.url);
+    const b = await openUi(browser, server.url);
+    await sendMessage(a.page, 'before the restart');
+    await b.page.locator('#chat-list li.message', { hasText: 'before the restart' }).waitFor();
+
+    // B disconnects; the server restarts; A (back by itself) sends in the new epoch.
+    await b.page.locator('#toggle-connection').click();
+    await waitForState(b.page, 'disconnected');
+    await server.stop();
+    server = await startServer({ port });
+    await waitForState(a.page, 'open', 3 * WAIT_MS);
+    await a.page.locator('#chat-list li.marker', { hasText: 'server restarted' }).waitFor();
+    await sendMessage(a.page, 'sent in new epoch');
+    await a.page.locator('#chat-list li.own[data-status="delivered"]', { hasText: 'sent in new epoch' }).waitFor();
+
+    // B reconnects: it says history was lost, then shows A's message, which the server kept.
+    await b.page.locator('#toggle-connection').click();
+    await waitForState(b.page, 'open');
+    const replayed = b.page.locator('#chat-list li.message[data-replayed="true"]', { hasText: 'sent in new epoch' });
+    await replayed.waitFor();
+    await b.page.locator('#chat-list li.marker', { hasText: 'Caught up on 1 message sent since the restart.' }).waitFor();
+    const order = await b.page.locator('#chat-list > li').evaluateAll((items) =>
+      items.map((li) => (li.classList.contains('marker') ? `${li.getAttribute('data-marker')}: ${li.querySelector('.marker-text')?.textContent}` : li.querySelector('.text')?.textContent)),
+    );
+    assert.equal(order.length, 4, JSON.stringify(order));
+    assert.equal(order[0], 'before the restart');
+    assert.match(order[1] ?? '', /^warning: The server restarted and its history was lost/);
+    assert.equal(order[2], 'sent in new epoch');
+    assert.equal(order[3], 'info: Caught up on 1 message sent since the restart.');
+    assert.equal(await replayed.getAttribute('data-seq'), '1');
+    assert.deepEqual(await listTexts(b.page, '#broadcast-list'), ['sent in new epoch', 'before the restart']);
+
+    // And it is live in the new epoch: no duplicate of the replayed message, new ones arrive.
+    await sendMessage(a.page, 'live in new epoch');
+    await b.page.locator('#chat-list li.message', { hasText: 'live in new epoch' }).waitFor();
+    assert.equal(await b.page.locator('#chat-list li.message', { hasText: 'sent in new epoch' }).count(), 1);
+    assert.deepEqual(a.errors, []);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await browser.close().catch(() => {});
+    await server.stop();
+  }
+});
