@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_broadcast import ServerInfo, Settings, create_app, serve
-from trio_broadcast.app import BroadcastApp
+from trio_broadcast.server.app import BroadcastApp
 
 
 class RunningServer:

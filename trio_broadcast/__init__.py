@@ -10,7 +10,6 @@ __version__ = "0.1.0"
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
 from .errors import (
     BroadcastError,
     CloseCode,
@@ -21,13 +20,19 @@ from .errors import (
     ProtocolError,
     SlowConsumerError,
 )
+from .server.config import Settings
 
 if TYPE_CHECKING:
-    from .app import BroadcastApp, create_app
-    from .server import ServerInfo, serve
+    from .server.app import BroadcastApp, create_app
+    from .server.serve import ServerInfo, serve
 
 # The server half (Quart, Hypercorn) loads on first use, so the client tools start quickly.
-_LAZY = {"BroadcastApp": ".app", "create_app": ".app", "ServerInfo": ".server", "serve": ".server"}
+_LAZY = {
+    "BroadcastApp": ".server.app",
+    "create_app": ".server.app",
+    "ServerInfo": ".server.serve",
+    "serve": ".server.serve",
+}
 
 
 def __getattr__(name: str) -> Any:

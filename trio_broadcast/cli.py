@@ -11,10 +11,12 @@ from functools import partial
 
 import trio
 
-from . import __version__, bench, client_cli
-from .config import Settings, add_arguments
+from . import __version__
+from .bench import args as bench_args
+from .client import args as client_args
 from .errors import ConfigError
 from .logs import configure_logging
+from .server.config import Settings, add_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    client_cli.register(sub)
-    bench.register(sub)
+    client_args.register(sub)
+    bench_args.register(sub)
 
 
 async def _wait_for_signal() -> None:
@@ -53,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"trio-broadcast: invalid setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json=settings.log_json)
-    from .server import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
+    from .server.serve import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
 
     tune_gc()
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 from conftest import RunningServer
 
-from trio_broadcast.client import Client, Message, open_client
+from trio_broadcast.client.session import Client, Message, open_client
 
 TIMEOUT = 30  # seconds per test: every command starts a Python interpreter
 COMMAND = [sys.executable, "-m", "trio_broadcast"]

@@ -17,7 +17,7 @@ import trio
 from conftest import RunningServer
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from trio_broadcast.client import (
+from trio_broadcast.client.session import (
     Client,
     Connected,
     ConnectError,
@@ -156,7 +156,7 @@ def client_tasks() -> list[str]:
         names.append(task.name)
         for nursery in task.child_nurseries:
             pending.extend(nursery.child_tasks)
-    return [name for name in names if name.startswith("trio_broadcast.client")]
+    return [name for name in names if name.startswith("trio_broadcast.client.session")]
 
 
 # -- basics ----------------------------------------------------------------------------------

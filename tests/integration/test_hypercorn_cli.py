@@ -11,7 +11,13 @@ import pytest
 import trio
 from support import connect, receive_type
 
-HYPERCORN = [sys.executable, "-m", "hypercorn", "--config", "python:trio_broadcast.hypercorn_conf"]
+HYPERCORN = [
+    sys.executable,
+    "-m",
+    "hypercorn",
+    "--config",
+    "python:trio_broadcast.server.hypercorn_conf",
+]
 
 
 def _env(port: int) -> dict[str, str]:
@@ -28,7 +34,7 @@ def _free_port() -> int:
 async def test_one_hypercorn_worker_serves_websockets() -> None:
     port = _free_port()
     process = await trio.lowlevel.open_process(
-        [*HYPERCORN, "trio_broadcast.asgi:app"],
+        [*HYPERCORN, "trio_broadcast.server.asgi:app"],
         env=_env(port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -51,7 +57,7 @@ async def test_one_hypercorn_worker_serves_websockets() -> None:
 async def test_a_second_hypercorn_worker_refuses_to_start() -> None:
     port = _free_port()
     result = await trio.run_process(
-        [*HYPERCORN, "--workers", "2", "trio_broadcast.asgi:app"],
+        [*HYPERCORN, "--workers", "2", "trio_broadcast.server.asgi:app"],
         env=_env(port),
         capture_stdout=True,
         capture_stderr=True,

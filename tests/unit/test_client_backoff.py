@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.client_state import Backoff, ReconnectPolicy
+from trio_broadcast.client.state import Backoff, ReconnectPolicy
 
 
 def test_ceiling_doubles_up_to_the_cap() -> None:

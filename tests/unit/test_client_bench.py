@@ -9,7 +9,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.bench import (
+from trio_broadcast.bench.run import (
     FRAME_KEY_CHARS,
     RawWebSocket,
     WorkerSpec,
@@ -19,7 +19,7 @@ from trio_broadcast.bench import (
     bucket_of,
     percentile,
 )
-from trio_broadcast.protocol import encode_batch, encode_message
+from trio_broadcast.wire.protocol import encode_batch, encode_message
 
 
 @given(st.integers(min_value=0, max_value=10**12))

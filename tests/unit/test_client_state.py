@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.client_state import (
+from trio_broadcast.client.state import (
     Ack,
     AckFrame,
     ClientState,

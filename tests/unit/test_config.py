@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 import pytest
 
-from trio_broadcast.config import ENV_PREFIX, Settings, add_arguments
 from trio_broadcast.errors import BroadcastError, ConfigError
+from trio_broadcast.server.config import ENV_PREFIX, Settings, add_arguments
 
 
 def parse_flags(*argv: str) -> argparse.Namespace:

@@ -11,10 +11,10 @@ import pytest
 import trio
 import trio.testing
 
-from trio_broadcast.config import Settings
-from trio_broadcast.connection import ConnectParams, Sent, TransportClosed, run_connection
-from trio_broadcast.hub import MAX_RESTARTS, Hub
-from trio_broadcast.protocol import Publish
+from trio_broadcast.server.config import Settings
+from trio_broadcast.server.connection import ConnectParams, Sent, TransportClosed, run_connection
+from trio_broadcast.server.hub import MAX_RESTARTS, Hub
+from trio_broadcast.wire.protocol import Publish
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from trio_broadcast.config import ENV_PREFIX, Settings
 from trio_broadcast.errors import CloseCode, ErrorCode
+from trio_broadcast.server.config import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from wsproto.frame_protocol import FrameProtocol
 
-from trio_broadcast._hypercorn import text_frame
+from trio_broadcast.server._hypercorn import text_frame
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.history import History
-from trio_broadcast.protocol import Outgoing, Recovery
+from trio_broadcast.server.history import History
+from trio_broadcast.wire.protocol import Outgoing, Recovery
 
 
 def entry(seq: int, created: float = 0.0) -> Outgoing:

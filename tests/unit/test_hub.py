@@ -13,11 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-from trio_broadcast import hub as hub_module
-from trio_broadcast.config import Settings
 from trio_broadcast.errors import CloseConnection, SlowConsumerError
-from trio_broadcast.hub import MAX_RESTARTS, Hub, Subscriber, TickPass
-from trio_broadcast.protocol import Outgoing, Publish, encode_message, format_timestamp
+from trio_broadcast.server import hub as hub_module
+from trio_broadcast.server.config import Settings
+from trio_broadcast.server.hub import MAX_RESTARTS, Hub, Subscriber, TickPass
+from trio_broadcast.wire.protocol import Outgoing, Publish, encode_message, format_timestamp
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
 

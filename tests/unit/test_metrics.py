@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from trio_broadcast.metrics import LatencyHistogram
+from trio_broadcast.server.metrics import LatencyHistogram
 
 
 def test_latency_histogram_counts_cumulatively_with_inclusive_upper_bounds() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_broadcast.origins import origin_allowed
+from trio_broadcast.server.origins import origin_allowed
 
 
 @pytest.mark.parametrize("host", ["example.com", None])

@@ -12,7 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from trio_broadcast.errors import ErrorCode, ProtocolError
-from trio_broadcast.protocol import (
+from trio_broadcast.wire.protocol import (
     MAX_ID_LENGTH,
     Outgoing,
     Publish,

@@ -51,7 +51,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from .client_state import (
+from .state import (
     Ack,
     Backoff,
     ClientClosedError,

@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from .errors import BroadcastError, CloseCode
+from ..errors import BroadcastError, CloseCode
 
 DEFAULT_PATH = "/ws/events"  # the server's WebSocket endpoint
 MAX_ID_LENGTH = 64  # characters in a publish ``id`` (docs/protocol.md)

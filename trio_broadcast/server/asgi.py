@@ -17,11 +17,11 @@ from typing import IO
 
 import structlog
 
+from ..logs import configure_logging
 from .app import BroadcastApp, create_app
 from .config import Settings
-from .logs import configure_logging
 
-log = structlog.get_logger("trio_broadcast.asgi")
+log = structlog.get_logger("trio_broadcast.server.asgi")
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, json=settings.log_json)

@@ -9,7 +9,7 @@ Hypercorn reads the module-level names below as its configuration. They come fro
 from __future__ import annotations
 
 from .config import Settings
-from .server import hypercorn_config
+from .serve import hypercorn_config
 
 _settings = Settings.from_env()
 _config = hypercorn_config(_settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from .errors import ErrorCode, ProtocolError
+from ..errors import ErrorCode, ProtocolError
 
 MAX_ID_LENGTH = 64  # characters in a client-chosen publish ``id``
 PUBLISH_FIELDS = frozenset({"message", "id"})

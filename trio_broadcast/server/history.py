@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-from .protocol import Outgoing, Recovery
+from ..wire.protocol import Outgoing, Recovery
 
 
 class History:

@@ -28,10 +28,9 @@ import attrs
 import structlog
 import trio
 
-from .config import Settings
-from .errors import CloseCode, CloseConnection, SlowConsumerError
-from .history import History
-from .protocol import (
+from ..errors import CloseCode, CloseConnection, SlowConsumerError
+from ..ratelimit import RateLimiter
+from ..wire.protocol import (
     Outgoing,
     Publish,
     Recovery,
@@ -40,9 +39,10 @@ from .protocol import (
     encode_welcome,
     format_timestamp,
 )
-from .ratelimit import RateLimiter
+from .config import Settings
+from .history import History
 
-log = structlog.get_logger("trio_broadcast.hub")
+log = structlog.get_logger("trio_broadcast.server.hub")
 
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails

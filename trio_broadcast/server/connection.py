@@ -17,12 +17,12 @@ import attrs
 import structlog
 import trio
 
-from .errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
+from ..errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
+from ..ratelimit import Verdict
+from ..wire.protocol import Outgoing, Publish, encode_batch, encode_error
 from .hub import Bundle, Hub, SharedFrame, Subscriber, Subscription, TickPass
-from .protocol import Outgoing, Publish, encode_batch, encode_error
-from .ratelimit import Verdict
 
-log = structlog.get_logger("trio_broadcast.connection")
+log = structlog.get_logger("trio_broadcast.server.connection")
 
 REPLAY_CHUNK = 256  # replayed messages per batch frame
 CLOSE_TIMEOUT = 2.0  # seconds a closed client gets to send its close reply

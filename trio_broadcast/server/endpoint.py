@@ -28,7 +28,7 @@ from .connection import (
 from .hub import Hub
 from .origins import origin_allowed
 
-log = structlog.get_logger("trio_broadcast.endpoint")
+log = structlog.get_logger("trio_broadcast.server.endpoint")
 
 PATH = "/ws/events"
 

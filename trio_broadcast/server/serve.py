@@ -23,11 +23,11 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from ..errors import BroadcastError
 from .app import BroadcastApp, create_app
 from .config import Settings
-from .errors import BroadcastError
 
-log = structlog.get_logger("trio_broadcast.server")
+log = structlog.get_logger("trio_broadcast.server.serve")
 
 LISTEN_BACKLOG = 2048  # pending connections; bursts of thousands of clients reconnecting
 

@@ -12,12 +12,13 @@ import structlog
 from quart import Response, abort, send_from_directory
 from quart_trio import QuartTrio
 
-from . import __version__, _hypercorn, endpoint
+from .. import __version__
+from . import _hypercorn, endpoint
 from .config import Settings
 from .hub import Hub
 from .metrics import Metrics
 
-log = structlog.get_logger("trio_broadcast.app")
+log = structlog.get_logger("trio_broadcast.server.app")
 
 PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
 FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ENV_PREFIX = "TRIO_BROADCAST_"
 

@@ -1,14 +1,6 @@
 """``trio-broadcast send|listen|chat``: the client library as command-line tools.
 
-Exit codes (the same for the three commands)::
-
-    0    done
-    1    a message was refused or may not have been broadcast
-    2    usage error, or an invalid URL
-    3    cannot connect (refused, unreachable, timeout, closed before the welcome)
-    4    the server refused the WebSocket handshake (HTTP 403: Origin not allowed, ...)
-    5    the connection was lost and --no-reconnect was given
-    130  interrupted (Ctrl-C)
+Their arguments and exit codes are in :mod:`.args`.
 """
 
 from __future__ import annotations
@@ -24,7 +16,16 @@ from typing import Any, TextIO
 
 import trio
 
-from .client import (
+from .args import (
+    EXIT_CONNECT,
+    EXIT_INTERRUPTED,
+    EXIT_LOST,
+    EXIT_OK,
+    EXIT_PUBLISH_FAILED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+)
+from .session import (
     Ack,
     Client,
     ClientError,
@@ -43,117 +44,7 @@ from .client import (
     open_client,
 )
 
-EXIT_OK = 0
-EXIT_PUBLISH_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CONNECT = 3
-EXIT_REJECTED = 4
-EXIT_LOST = 5
-EXIT_INTERRUPTED = 130
-
-EXIT_CODES_HELP = """exit codes:
-  0    done
-  1    a message was refused or may not have been broadcast
-  2    usage error, or an invalid URL
-  3    cannot connect (refused, unreachable, timeout)
-  4    the server refused the WebSocket handshake (HTTP 403: Origin not allowed, ...)
-  5    the connection was lost and --no-reconnect was given
-  130  interrupted (Ctrl-C)
-"""
-
 RATE_LIMIT_RETRIES = 20  # times a rate-limited line is retried before send gives up
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``send``, ``listen`` and ``chat`` subcommands."""
-    send = subparsers.add_parser(
-        "send",
-        help="publish messages (arguments, or one per line from stdin)",
-        description="Publish TEXT as one message, or each line of stdin as a message when no "
-        "TEXT is given. Waits for every ack. Paces itself to the server's publish rate.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common(send)
-    send.add_argument("text", nargs="*", metavar="TEXT", help="the message (words are joined)")
-    send.add_argument("--id", help="publish id echoed in the ack (single message only)")
-    send.add_argument("--json", action="store_true", help="print each ack as a JSON line")
-    send.add_argument(
-        "--wait",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long a message waits for a connection (default: 10)",
-    )
-    send.set_defaults(func=run_send)
-
-    listen = subparsers.add_parser(
-        "listen",
-        help="print broadcasts as they arrive",
-        description="Print every broadcast with its seq, timestamp and sender. Reconnects and "
-        "resumes by itself; messages the server could not replay are reported as a gap.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common(listen)
-    listen.add_argument("--json", action="store_true", help="one JSON object per line")
-    listen.add_argument(
-        "--since", type=_non_negative, metavar="SEQ", help="first replay what came after SEQ"
-    )
-    listen.add_argument(
-        "--epoch", help="the epoch SEQ belongs to (default: the server's current one)"
-    )
-    listen.add_argument("--count", type=_non_negative, metavar="N", help="exit after N messages")
-    listen.add_argument(
-        "--no-reconnect", action="store_true", help="exit (code 5) when the connection drops"
-    )
-    listen.add_argument("--quiet", "-q", action="store_true", help="no connection status on stderr")
-    listen.set_defaults(func=run_listen)
-
-    chat = subparsers.add_parser(
-        "chat",
-        help="interactive: type lines to publish, see everyone else's",
-        description="Each line you type is published; broadcasts from others are printed. "
-        "End with Ctrl-D.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common(chat)
-    chat.add_argument("--name", help="prefix your messages with 'NAME: '")
-    chat.set_defaults(func=run_chat)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="ws://HOST:PORT/ws/events (or http://HOST:PORT)")
-    parser.add_argument(
-        "--no-batch", action="store_true", help="one event per frame (no batched frames)"
-    )
-    parser.add_argument(
-        "--origin", help="send this Origin header (as a browser would; normally none)"
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="for the TCP and WebSocket handshakes (default: 10)",
-    )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
-    return int(text)
 
 
 # -- running a command -------------------------------------------------------------------------
@@ -458,4 +349,4 @@ def run_chat(args: argparse.Namespace) -> int:
     return _run(main)
 
 
-__all__ = ["register", "run_chat", "run_listen", "run_send"]
+__all__ = ["run_chat", "run_listen", "run_send"]

@@ -1,0 +1,1 @@
+"""The load generator behind ``trio-broadcast bench`` (see :mod:`.run`)."""

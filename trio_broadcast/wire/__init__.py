@@ -1,0 +1,1 @@
+"""What server and client share: the message models and their JSON codec."""
