@@ -41,6 +41,21 @@ for (const colorScheme of /** @type {const} */ (['light', 'dark'])) {
         const found = await seriousViolations(page);
         assert.deepEqual(found, [], `${colorScheme} ${width}px:\n${found.join('\n')}`);
 
+        // A disabled Send looks inert (not a dimmed accent button), in dark mode too.
+        const sendLook = () =>
+          page.locator('#send').evaluate((el) => {
+            const style = getComputedStyle(el);
+            return { bg: style.backgroundColor, border: style.borderStyle, cursor: style.cursor };
+          });
+        assert.equal(await page.locator('#send').isDisabled(), true);
+        const disabled = await sendLook();
+        await page.getByLabel('Message', { exact: true }).fill('ready');
+        const enabled = await sendLook();
+        assert.notEqual(disabled.bg, enabled.bg, 'disabled and enabled Send differ');
+        assert.equal(disabled.border, 'dashed');
+        assert.equal(disabled.cursor, 'not-allowed');
+        await page.getByLabel('Message', { exact: true }).fill('');
+
         // Both scrolling lists can be reached from the keyboard (scrollable-region-focusable).
         for (const id of ['chat-list', 'broadcast-list']) {
           assert.equal(await page.locator(`#${id}`).getAttribute('tabindex'), '0');

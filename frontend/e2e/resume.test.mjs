@@ -35,6 +35,8 @@ test('manual disconnect stops the connection; connect resumes without loss', { t
     assert.equal(await page.locator('#reconnect-now').isHidden(), true);
     assert.equal(await page.locator('#send').isDisabled(), true);
     await page.locator('#composer-hint', { hasText: 'Disconnected' }).waitFor();
+    // The latency shown is the last one measured while online, and says so.
+    await page.locator('#m-latency.stale .sub', { hasText: 'stale: last while online' }).waitFor();
     // The server sees the page go (the raw client is the only one left).
     await until(async () => {
       const res = await fetch(`${server.url}health`);
@@ -63,6 +65,7 @@ test('manual disconnect stops the connection; connect resumes without loss', { t
     await raw.waitFrame((f) => f.type === 'message' && f.message === 'mine after');
     assert.deepEqual(await listTexts(page, '#broadcast-list'), ['live after', 'missed 3', 'missed 2', 'missed 1', 'live before']);
     await page.locator('#m-received .sub', { hasText: '3 via resume' }).waitFor();
+    await page.locator('#m-latency:not(.stale) .sub', { hasText: /^avg / }).waitFor();
 
     await raw.close();
     assert.deepEqual(errors, []);
