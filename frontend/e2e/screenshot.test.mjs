@@ -1,8 +1,9 @@
 // @ts-check
 /**
- * Takes a screenshot of the UI with some realistic traffic. With UPDATE_SCREENSHOT=1 (`make
- * screenshot`) it replaces docs/screenshot.png, the README's picture; otherwise it goes to a
- * temporary file, so that running the tests leaves the tree as it was.
+ * Takes screenshots of the UI with some realistic traffic, desktop and phone. With
+ * UPDATE_SCREENSHOT=1 (`make screenshot`) they replace docs/screenshot.png and
+ * docs/screenshot-phone.png, the README's pictures; otherwise they go to a temporary directory,
+ * so that running the tests leaves the tree as it was.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -19,9 +20,16 @@ import {
   withServerAndBrowser,
 } from './helpers.mjs';
 
-const target = process.env.UPDATE_SCREENSHOT
-  ? resolve(repoRoot, 'docs', 'screenshot.png')
-  : join(mkdtempSync(join(tmpdir(), 'trio-broadcast-')), 'screenshot.png');
+const dir = process.env.UPDATE_SCREENSHOT ? resolve(repoRoot, 'docs') : mkdtempSync(join(tmpdir(), 'trio-broadcast-'));
+const target = join(dir, 'screenshot.png');
+const phoneTarget = join(dir, 'screenshot-phone.png');
+
+/** @param {string} path */
+function assertPng(path) {
+  const png = readFileSync(path);
+  assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+  assert.ok(png.length > 10_000, `screenshot is ${png.length} bytes`);
+}
 
 test('takes a screenshot of the UI with some traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
   await withServerAndBrowser({}, async ({ server, browser }) => {
@@ -60,11 +68,37 @@ test('takes a screenshot of the UI with some traffic', { timeout: TEST_TIMEOUT_M
     await a.page.mouse.move(1, 950); // no hover highlight in the picture
 
     await a.page.screenshot({ path: target });
-    const png = readFileSync(target);
-    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
-    assert.ok(png.length > 10_000, `screenshot is ${png.length} bytes`);
+    assertPng(target);
     await bot.close();
     assert.deepEqual(a.errors, []);
     assert.deepEqual(b.errors, []);
+  });
+});
+
+test('takes a phone screenshot of the UI with some traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withServerAndBrowser({}, async ({ server, browser }) => {
+    const bot = await rawClient(server.url);
+    // History from before the phone joined: it shows it as earlier messages.
+    await bot.publish('deploy-bot: v0.1.0 rolled out to staging');
+    await bot.publish('deploy-bot: health checks green on all replicas');
+    const phone = await openUi(browser, server.url, { width: 390, height: 844 });
+    const desk = await openUi(browser, server.url);
+    await phone.page.locator('#chat-list li.marker', { hasText: '2 earlier messages' }).waitFor();
+    await sendMessage(desk.page, 'Hi from the laptop: can you see this on your phone?');
+    await phone.page.locator('#chat-list li', { hasText: 'Hi from the laptop' }).waitFor();
+    await sendMessage(phone.page, 'Loud and clear. Composer stays at the bottom, list fills the rest.');
+    await phone.page.locator('#chat-list li.own[data-status="delivered"]', { hasText: 'Loud and clear' }).waitFor();
+    await sendMessage(desk.page, 'Tap the summary line for all the metrics.');
+    await phone.page.locator('#chat-list li', { hasText: 'Tap the summary' }).waitFor();
+    await phone.page.locator('#metrics-summary-text', { hasText: /2 online/ }).waitFor();
+    await phone.page.getByLabel('Message', { exact: true }).fill('Typing a reply…');
+    await phone.page.getByLabel('Message', { exact: true }).blur();
+    await phone.page.mouse.move(1, 840);
+
+    await phone.page.screenshot({ path: phoneTarget });
+    assertPng(phoneTarget);
+    await bot.close();
+    assert.deepEqual(phone.errors, []);
+    assert.deepEqual(desk.errors, []);
   });
 });

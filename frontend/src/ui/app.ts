@@ -230,7 +230,10 @@ export function startApp(): void {
     setText(toggle, state === 'disconnected' ? 'Connect' : 'Disconnect');
     toggle.classList.toggle('primary', state === 'disconnected');
     if (state !== lastState) {
-      if (state === 'open') notices.resolve('close-');
+      if (state === 'open') {
+        notices.resolve('close-');
+        void pollStatus(); // a first reading at once: the count, and the sparkline's baseline
+      }
       lastState = state;
       renderComposer();
     }
