@@ -12,6 +12,7 @@ import {
   listTexts,
   openUi,
   rawClient,
+  seriousViolations,
   startServer,
   until,
   waitForState,
@@ -130,6 +131,7 @@ test('failed messages are grouped in one row with "Resend all"', { timeout: TEST
     assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 3);
     // One row for all of them, not a box each.
     assert.equal(await page.getByRole('button', { name: 'Resend all' }).count(), 1);
+    assert.deepEqual(await seriousViolations(page), [], 'axe-core with the failures row shown');
 
     await page.getByRole('button', { name: 'Resend all' }).click();
     await row.waitFor({ state: 'hidden' });

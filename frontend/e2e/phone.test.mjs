@@ -14,6 +14,7 @@ import {
   overlaps,
   rawClient,
   sendMessage,
+  seriousViolations,
   startServer,
 } from './helpers.mjs';
 
@@ -96,6 +97,7 @@ test('phone 390×844: list fills the screen, composer pinned, with an empty feed
       assert.equal(overlaps(n, box), false, `notice overlaps the ${name}`);
     }
     assert.ok(n.bottom <= stopped.summary.top + 0.5, 'notice above the metrics and the list');
+    assert.deepEqual(await seriousViolations(page), [], 'axe-core on the phone with a notice shown');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close().catch(() => {});

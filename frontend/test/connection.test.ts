@@ -250,3 +250,38 @@ describe('Connection', () => {
     expect(conn.state).toBe('waiting');
   });
 });
+
+describe('Connection: pacing', () => {
+  const texts = (s: FakeSocket): string[] => s.sent.map((f) => (JSON.parse(f) as { message: string }).message);
+
+  it('sends a burst as the server rate allows, waking itself for the rest', () => {
+    const t = setup();
+    t.conn.connect();
+    // 10/s in bursts of 3: two at once (one token in reserve), then one per 1/9 s.
+    const s = t.accept({ limits: { publish_rate: 10, publish_burst: 3 } });
+    for (const text of ['a', 'b', 'c', 'd', 'e']) expect(t.conn.send(text).ok).toBe(true);
+    expect(texts(s)).toEqual(['a', 'b']);
+    expect(t.clock.pending()).toContain(112);
+    t.clock.advance(112);
+    expect(texts(s)).toEqual(['a', 'b', 'c']);
+    t.clock.advance(112);
+    expect(texts(s)).toEqual(['a', 'b', 'c', 'd']);
+    t.clock.advance(112);
+    expect(texts(s)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(t.session.progress()).toBeNull();
+  });
+
+  it('keeps what is queued through a reconnect and sends it after the welcome', () => {
+    const t = setup(0);
+    t.conn.connect();
+    const first = t.accept({ limits: { publish_rate: 1, publish_burst: 1 } });
+    t.conn.send('first');
+    t.conn.send('second');
+    expect(texts(first)).toEqual(['first']);
+    first.drop(1006);
+    t.clock.advance(2000); // the pacer's wake-up went with the socket; the reconnect fires
+    expect(first.sent).toHaveLength(1);
+    const second = t.accept({ limits: { publish_rate: 1, publish_burst: 1 } });
+    expect(texts(second)).toEqual(['second']);
+  });
+});
