@@ -30,7 +30,36 @@ def test_no_origin_is_allowed(host: str | None) -> None:
     ],
 )
 def test_same_host_and_port_is_allowed(origin: str, host: str) -> None:
+    assert origin_allowed(origin, host, (), ("example.com", "127.0.0.1"))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "http://LOCALHOST:8000",
+    ],
+)
+def test_own_origin_by_ip_or_localhost_needs_no_listing(origin: str) -> None:
+    host = origin.removeprefix("http://")
     assert origin_allowed(origin, host, ())
+
+
+def test_dns_rebinding_page_is_refused() -> None:
+    """evil.example rebound to the server's address: Origin and Host agree, but name no host
+    the server is known by."""
+    assert not origin_allowed("http://evil.example:8000", "evil.example:8000", ())
+    public = ("chat.example.com",)
+    assert not origin_allowed("http://evil.example:8000", "evil.example:8000", (), public)
+    assert origin_allowed("https://chat.example.com", "chat.example.com", (), public)
+    assert origin_allowed("https://Chat.Example.com.", "chat.example.com.", (), public)
+
+
+def test_star_trusts_any_host_name() -> None:
+    assert origin_allowed("http://evil.example", "evil.example", (), ("*",))
+    assert not origin_allowed("http://evil.example", "other.example", (), ("*",))
 
 
 @pytest.mark.parametrize(
@@ -51,7 +80,7 @@ def test_same_host_and_port_is_allowed(origin: str, host: str) -> None:
     ],
 )
 def test_other_origin_is_refused(origin: str, host: str) -> None:
-    assert not origin_allowed(origin, host, ())
+    assert not origin_allowed(origin, host, (), ("example.com", "abcdef"))
 
 
 def test_other_origin_is_refused_without_a_host_header() -> None:

@@ -17,6 +17,7 @@ from . import _hypercorn, endpoint
 from .config import Settings
 from .hub import Hub
 from .metrics import Metrics
+from .proxies import TrustedProxies
 
 log = structlog.get_logger("trio_broadcast.server.app")
 
@@ -31,6 +32,7 @@ class BroadcastApp(QuartTrio):
     settings: Settings
     hub: Hub
     metrics: Metrics
+    trusted_proxies: TrustedProxies
     started_at: float
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -41,6 +43,8 @@ class BroadcastApp(QuartTrio):
                 receive,
                 send,
                 allowed_origins=self.settings.allowed_origins,
+                public_hosts=self.settings.public_hosts,
+                trusted_proxies=self.trusted_proxies,
                 observe_latency=self.metrics.latency.observe,
             )
         else:
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
     app.settings = settings
     app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}")
     app.metrics = Metrics(app.hub)
+    app.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.started_at = time.time()
     static_dir = Path(settings.static_dir) if settings.static_dir else PACKAGED_STATIC
 

@@ -8,6 +8,7 @@ derived from the field names, so a new setting is one new field here.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -47,6 +48,26 @@ def _choice(*choices: str) -> Any:
             )
 
     return check
+
+
+def _host_names(_inst: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        port = ":" in name and name.count(":") == 1  # IPv6 addresses have several
+        if not name or port or any(char in name for char in "/@ ,[]"):
+            raise ConfigError(
+                f"{attribute.name} lists host names (chat.example.com), not origins or "
+                f"host:port, got {name!r}"
+            )
+
+
+def _networks(_inst: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{attribute.name}: {network!r} is not an IP address or network"
+            ) from None
 
 
 def _to_tuple(value: Iterable[str]) -> tuple[str, ...]:
@@ -119,6 +140,33 @@ class Settings:
             "the page's own origin is always allowed"
         ),
     )
+    public_hosts: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_to_tuple,
+        validator=_host_names,
+        metadata=_help(
+            "host names the server is reached at (comma-separated, '*' for any): a page served "
+            "from one of them may connect as the same origin; IP addresses and localhost "
+            "always may (against DNS rebinding)"
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_to_tuple,
+        validator=_networks,
+        metadata=_help(
+            "addresses or networks (comma-separated, e.g. 127.0.0.1,10.0.0.0/8) of proxies "
+            "whose X-Forwarded-For / Forwarded headers name the client"
+        ),
+    )
+    certfile: str | None = attrs.field(
+        default=None,
+        metadata=_help("PEM certificate chain: serve https:// and wss:// (with keyfile)"),
+    )
+    keyfile: str | None = attrs.field(
+        default=None,
+        metadata=_help("PEM private key of certfile; default: the key is in certfile"),
+    )
     ping_interval: float | None = attrs.field(
         default=20 * SECONDS,
         validator=_positive,
@@ -162,6 +210,8 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.keyfile is not None and self.certfile is None:
+            raise ConfigError("keyfile needs certfile")
         if self.outbox_bytes < self.max_message_bytes + FRAME_OVERHEAD:
             raise ConfigError(
                 f"outbox_bytes ({self.outbox_bytes}) must hold at least one message of "

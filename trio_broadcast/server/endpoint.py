@@ -25,8 +25,9 @@ from .connection import (
     TransportFailed,
     run_connection,
 )
+from .handshake import Handshake, check
 from .hub import Hub
-from .origins import origin_allowed
+from .proxies import TrustedProxies
 
 log = structlog.get_logger("trio_broadcast.server.endpoint")
 
@@ -91,22 +92,33 @@ async def serve_events(
     send: Send,
     *,
     allowed_origins: tuple[str, ...],
+    public_hosts: tuple[str, ...] = (),
+    trusted_proxies: TrustedProxies | None = None,
     observe_latency: LatencyObserver | None = None,
 ) -> None:
     """Run one ``/ws/events`` connection from its ASGI ``websocket`` scope to its end.
 
-    Refuses the handshake with 403 (origin not allowed) or 400 (bad query string); otherwise
-    accepts it and serves the client until it leaves. A checkpoint; cancel-safe.
+    Refuses the handshake with 400 (malformed: see :mod:`.handshake`, or a bad query string) or
+    403 (origin not allowed); otherwise accepts it and serves the client until it leaves.
+    A checkpoint; cancel-safe.
     """
     connect = await receive()
     if connect["type"] != "websocket.connect":  # the client left during the handshake
         return
-    headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
-    origin = _header(headers, "origin")
-    if not origin_allowed(origin, _header(headers, "host"), allowed_origins):
-        hub.count_eviction("origin_rejected")
-        log.warning("refused", reason="origin not allowed", origin=origin)
-        await _refuse(scope, send, 403, "origin not allowed")
+    handshake = Handshake.from_scope(scope["headers"], scope.get("http_version", "1.1"))
+    peer = _peer(scope, handshake, trusted_proxies)
+    refusal = check(handshake, allowed_origins=allowed_origins, public_hosts=public_hosts)
+    if refusal is not None:
+        hub.count_eviction(refusal.reason)
+        log.warning(
+            "refused",
+            peer=peer,
+            status=refusal.status,
+            reason=refusal.detail,
+            origin=handshake.header("origin"),
+            host=handshake.header("host"),
+        )
+        await _refuse(scope, send, refusal.status, refusal.detail)
         return
     query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
     try:
@@ -119,14 +131,9 @@ async def serve_events(
         hub,
         AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND)),
         params,
-        peer=_peer(scope),
+        peer=peer,
         observe_latency=observe_latency,
     )
-
-
-def _header(headers: dict[str, bytes], name: str) -> str | None:
-    value = headers.get(name)
-    return value.decode("latin-1") if value is not None else None
 
 
 async def _refuse(scope: Message, send: Send, status: int, detail: str) -> None:
@@ -148,6 +155,14 @@ async def _refuse(scope: Message, send: Send, status: int, detail: str) -> None:
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-def _peer(scope: Message) -> str:
+def _peer(scope: Message, handshake: Handshake, proxies: TrustedProxies | None) -> str:
+    """The client's address for logs: ``host:port`` of the TCP peer or, when that is a trusted
+    proxy that names the client, the address it gives (without a port)."""
     client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else ""
+    if not client:
+        return ""
+    if proxies:
+        forwarded = proxies.client(client[0], handshake.headers)
+        if forwarded is not None:
+            return forwarded
+    return f"{client[0]}:{client[1]}"

@@ -5,6 +5,8 @@ The listening socket is made here, not by Hypercorn, so it can carry ``TCP_USER_
 accepted socket inherits it, and the kernel then ends a peer that leaves sent data unacknowledged
 (e.g. a zero TCP window) for ``write_timeout`` seconds. That is the one thing that frees a writer
 stuck in Hypercorn's send, which runs in a shielded cancel scope and cannot be cancelled.
+With ``certfile`` the socket is handed to Hypercorn as a secure one: TLS on the same port
+(``https://`` and ``wss://``), HTTP/1.1 only.
 """
 
 from __future__ import annotations
@@ -42,15 +44,16 @@ class ServerInfo:
 
     host: str
     port: int
+    secure: bool = False  # TLS: https:// and wss://
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/ws/events"
+        return "ws" + self.url.removeprefix("http") + "/ws/events"
 
 
 def open_listener(settings: Settings) -> socket.socket:
@@ -84,6 +87,12 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = "-" if settings.access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our log setup
     config.include_server_header = False
+    if settings.certfile is not None:
+        config.certfile = settings.certfile
+        config.keyfile = settings.keyfile or settings.certfile
+        # HTTP/1.1 only: /ws/events and its Hypercorn fixes are written for RFC 6455 upgrades,
+        # not for WebSockets over HTTP/2 (RFC 8441), which browsers would pick after ALPN h2.
+        config.alpn_protocols = ["http/1.1"]
     return config
 
 
@@ -122,15 +131,21 @@ async def serve(
 
     Raises:
         HubFailedError: the broadcaster failed for good (after shutting down).
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound, or the certificate or key cannot be loaded
+            (``ssl.SSLError``, ``FileNotFoundError``).
     """
     app = app if app is not None else create_app(settings)
+    config = hypercorn_config(settings)
+    secure = config.create_ssl_context() is not None  # loads certfile now: fail before binding
     sock = open_listener(settings)
     host, port = sock.getsockname()[:2]
-    info = ServerInfo(host=host, port=port)
-    config = hypercorn_config(settings)
-    # Hypercorn's own ``serve`` makes its sockets from ``config.bind``; its worker takes ours.
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+    info = ServerInfo(host=host, port=port, secure=secure)
+    # Hypercorn's own ``serve`` makes its sockets from ``config.bind``; its worker takes ours
+    # (and wraps the secure ones in TLS with ``config.create_ssl_context()``).
+    tls = [sock] if secure else []
+    sockets = Sockets(
+        secure_sockets=tls, insecure_sockets=[] if secure else [sock], quic_sockets=[]
+    )
     asgi_app = wrap_app(app, config.wsgi_max_body_size, None)
 
     async def trigger() -> None:
