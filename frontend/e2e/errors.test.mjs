@@ -48,6 +48,8 @@ test('a burst of 100 sends is paced to the server rate: all delivered, in order,
     await progress.filter({ hasText: /^Sending \d+ of 100 · paced to the server's 20\/s$/ }).waitFor();
     await page.locator('#chat-list li.own[data-status="queued"]').first().waitFor();
     await page.locator('#m-sent .sub', { hasText: /queued/ }).waitFor();
+    // Screen readers hear the start and the end of the run, not every step.
+    await page.locator('#announcer', { hasText: "Sending 100 messages at the server's pace." }).waitFor({ state: 'attached' });
 
     // All delivered, in order, on the same connection; no refusal, no failure, no close.
     await until(async () => (await page.locator('#chat-list li.own[data-status="delivered"]').count()) === 100, {
@@ -55,6 +57,7 @@ test('a burst of 100 sends is paced to the server rate: all delivered, in order,
       message: '100 delivered',
     });
     await progress.waitFor({ state: 'hidden' });
+    await page.locator('#announcer', { hasText: 'All queued messages sent.' }).waitFor({ state: 'attached' });
     await raw.waitFrame((f) => f.type === 'message' && f.message === 'burst 100', 30_000);
     assert.deepEqual(raw.frames.filter((f) => f.type === 'message').map((f) => f.message), texts);
     assert.equal(await page.locator('#chat-list li.own[data-status="failed"]').count(), 0);

@@ -121,6 +121,12 @@ export function startApp(): void {
           : `${batch.length} new messages. Latest ${says}`;
     }, ANNOUNCE_INTERVAL_MS);
   };
+  /** Says `text` through the live region now (not batched with messages). */
+  const say = (text: string): void => {
+    announcer.textContent = text;
+  };
+  /** The size of the queued run announced as started (0: none). */
+  let announcedRun = 0;
   const updateTitle = (): void => {
     document.title = unread > 0 ? `(${unread}) ${baseTitle}` : baseTitle;
   };
@@ -270,10 +276,26 @@ export function startApp(): void {
     }
   };
 
+  /**
+   * Screen readers hear when a queued run starts and ends, not every step of it. Called from the
+   * scheduled render, so a burst submitted in one go is announced with its full size.
+   */
+  const announceRun = (): void => {
+    const run = session.progress();
+    if (run !== null && run.total >= 2 && announcedRun === 0) {
+      announcedRun = run.total;
+      say(`Sending ${fmt.plural(run.total, 'message')} at the server's pace.`);
+    } else if (run === null && announcedRun > 0) {
+      say(session.failures().length === 0 ? 'All queued messages sent.' : 'Queued messages sent; some failed.');
+      announcedRun = 0;
+    }
+  };
+
   const render = (): void => {
     const now = Date.now();
     renderStatus(now);
     renderComposer();
+    announceRun();
     metrics.render(now, connection.state);
   };
 

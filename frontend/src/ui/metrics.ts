@@ -72,7 +72,7 @@ export class MetricsView {
     setText(c.connections.value, x.connections === null ? '—' : fmt.count(x.connections));
     setText(c.connections.sub, open ? 'live now' : 'last known');
     setText(c.events.value, fmt.count(x.events));
-    setText(c.events.sub, `${fmt.plural(x.frames, 'frame')}${x.batches ? ` · ${fmt.count(x.batches)} batched` : ''}`);
+    setText(c.events.sub, `${fmt.plural(x.frames, 'frame')}${x.batches ? ` · ${fmt.plural(x.batches, 'batch', 'batches')}` : ''}`);
     setText(c.sent.value, fmt.count(x.sent));
     const queued = this.session.queuedCount;
     setText(
