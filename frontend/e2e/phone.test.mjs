@@ -125,6 +125,11 @@ test('phone: the composer stays above the on-screen keyboard, and broadcasts are
       const c = document.getElementById('composer')?.getBoundingClientRect();
       return c !== undefined && c.bottom <= h && c.bottom >= h - 24;
     }, keyboardTop);
+    // The page is as tall as the visible viewport (--app-height follows visualViewport).
+    await page.waitForFunction(() => {
+      const vv = window.visualViewport;
+      return vv !== null && Math.abs(document.body.getBoundingClientRect().height - vv.height) <= 1;
+    });
     const list = edges(await page.locator('#chat-list').boundingBox());
     const composer = edges(await page.locator('#composer').boundingBox());
     assert.ok(list.height >= 120, `list keeps ${list.height}px above the keyboard`);
