@@ -97,6 +97,10 @@ test('phone 390×844: list fills the screen, composer pinned, with an empty feed
       assert.equal(overlaps(n, box), false, `notice overlaps the ${name}`);
     }
     assert.ok(n.bottom <= stopped.summary.top + 0.5, 'notice above the metrics and the list');
+    // The status and its countdown are readable in full (not cut to "Server un…").
+    await page.locator('#countdown').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#status-text').evaluate((el) => el.scrollWidth <= el.clientWidth), true, 'status text not truncated');
+    assert.match(await page.locator('#metrics-summary-text').innerText(), /^offline · /);
     assert.deepEqual(await seriousViolations(page), [], 'axe-core on the phone with a notice shown');
     assert.deepEqual(errors, []);
   } finally {

@@ -131,7 +131,8 @@ export class MetricsView {
   private summaryLine(open: boolean): string {
     const x = this.session.metrics;
     const parts = [
-      x.connections === null ? null : `${fmt.count(x.connections)} online`,
+      // Offline, the last known count would be stale: say offline instead.
+      !open ? 'offline' : x.connections === null ? null : `${fmt.count(x.connections)} online`,
       `${fmt.count(x.sent)} sent`,
       `${fmt.count(x.received)} received`,
       x.lastLatencyMs === null ? null : `${fmt.latency(x.lastLatencyMs)}${open ? '' : ' (stale)'}`,
