@@ -17,6 +17,7 @@ export default defineConfig({
   server: {
     proxy: {
       '/health': backend,
+      '/api': backend, // /api/status: connection count and the server's line of the sparkline
       // The Host header is passed through (no changeOrigin), so the browser's Origin still
       // matches it and the server's same-origin check accepts the proxied WebSocket.
       '/ws': { target: backend.replace(/^http/, 'ws'), ws: true },
