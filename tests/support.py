@@ -18,6 +18,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from trio_broadcast.wire.frames import frame_header
+
 JSON = dict[str, Any]
 
 
@@ -191,16 +193,9 @@ def close_code(closed: ConnectionClosed) -> int | None:
 def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
     """A masked client frame with any opcode and reserved bits (for malformed-frame tests)."""
     mask = os.urandom(4)
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    length = len(payload)
-    if length < 126:
-        head = bytes((first, 0x80 | length))
-    elif length < 1 << 16:
-        head = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, length)
-    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
-    return head + mask + masked
+    head = bytearray(frame_header(len(payload), opcode=opcode, fin=fin, mask=mask))
+    head[0] |= rsv << 4
+    return bytes(head) + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
 
 
 class ServerProcess:

@@ -151,15 +151,20 @@ async def test_zero_window_client_is_freed_within_the_write_timeout(
 
 
 async def test_shutdown_completes_with_a_zero_window_client(server_factory: ServerFactory) -> None:
-    async with server_factory(write_timeout=1.0, shutdown_timeout=1.0) as server:
+    async with server_factory(
+        write_timeout=1.0, shutdown_timeout=1.0, outbox_messages=4096, outbox_bytes=1 << 26
+    ) as server:
         stalled = await RawClient.connect(server.info.host, server.info.port)
         async with connect(server.ws_url) as sender:
             await receive_type(sender, "welcome")
             await server.wait_for_connections(2)
-            # Enough to leave the stalled client's writer blocked, not enough to evict it.
-            for _ in range(200):
+            # Until the socket's buffers are full and the stalled client's writer is blocked
+            # with more waiting behind it; far from evicting it.
+            for _ in range(4000):
                 await publish(sender, BIG)
                 await receive_type(sender, "ack")
+                if server.app.hub.statistics().outbox_depth_max > 0:
+                    break
             assert server.app.hub.statistics().outbox_depth_max > 0
             server.shutdown()
             _, code = await read_until_closed(sender)

@@ -19,6 +19,7 @@ from trio_broadcast.bench.run import (
     bucket_of,
     percentile,
 )
+from trio_broadcast.wire.frames import frame_header
 from trio_broadcast.wire.protocol import encode_batch, encode_message
 
 
@@ -47,12 +48,7 @@ def test_percentiles_of_a_known_distribution() -> None:
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     """A server frame (unmasked)."""
-    first = (0x80 if fin else 0) | opcode
-    if len(payload) < 126:
-        return struct.pack("!BB", first, len(payload)) + payload
-    if len(payload) < 65536:
-        return struct.pack("!BBH", first, 126, len(payload)) + payload
-    return struct.pack("!BBQ", first, 127, len(payload)) + payload
+    return frame_header(len(payload), opcode=opcode, fin=fin) + payload
 
 
 def parser(data: bytes = b"") -> RawWebSocket:

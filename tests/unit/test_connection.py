@@ -10,9 +10,10 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from wsproto.frame_protocol import FrameProtocol
 
 from trio_broadcast.server.config import Settings
-from trio_broadcast.server.connection import ConnectParams, Sent, TransportClosed, run_connection
+from trio_broadcast.server.connection import ConnectParams, TransportClosed, run_connection
 from trio_broadcast.server.hub import MAX_RESTARTS, Hub
 from trio_broadcast.wire.protocol import Publish
 
@@ -30,17 +31,23 @@ class Closed:
 class FakeTransport:
     """A Transport whose client is the test: it feeds frames in and reads what was sent.
 
-    ``free_sends`` frames go out at once; after that every ``send`` waits for ``release``
-    (never set: a peer that stopped reading).
+    ``free_sends`` writes go out at once (a write can carry many frames); after that every
+    write waits for ``release`` (never set: a peer that stopped reading), and ``write_nowait``
+    refuses. ``raw=False``: a transport that sends text frames only, one at a time.
     """
 
-    def __init__(self, *, free_sends: int | None = None) -> None:
+    def __init__(self, *, free_sends: int | None = None, raw: bool = True) -> None:
         self._client_send, self._client_receive = trio.open_memory_channel[str | bytes | None](100)
         self._sent_send, self._sent_receive = trio.open_memory_channel[str | Closed](1000)
         self.free_sends = free_sends  # None: never block
         self.release = trio.Event()  # lets blocked sends through
         self.send_blocked = trio.Event()  # set when a send starts waiting for ``release``
-        self.written_nowait = 0  # frames that went out through send_nowait (the hub's tick)
+        self.written_nowait = 0  # writes by the hub's pass (write_nowait)
+        self.take_only: int | None = None  # the next write_nowait takes this many bytes only
+        self._tail = b""  # what a short write_nowait left, sent before the next write
+        self._parser = FrameProtocol(client=True, extensions=[])
+        self._partial = ""  # a text frame whose start arrived
+        self.raw = self if raw else None
 
     # -- the Transport protocol, as the connection sees it --
 
@@ -51,31 +58,47 @@ class FakeTransport:
             raise TransportClosed(1000) from None
 
     async def send(self, frame: str) -> None:
+        await self._may_send()
+        self._sent_send.send_nowait(frame)
+
+    def write_nowait(self, data: bytes) -> int:
+        if self._tail or self.free_sends == 0:
+            return -1
+        if self.free_sends is not None:
+            self.free_sends -= 1
+        taken = len(data) if self.take_only is None else self.take_only
+        self.take_only = None
+        self._deliver(data[:taken])
+        self._tail = data[taken:]
+        self.written_nowait += 1
+        return taken
+
+    async def write(self, data: bytes) -> bool:
+        await self._may_send()
+        data, self._tail = self._tail + data, b""
+        self._deliver(data)
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        self._sent_send.send_nowait(Closed(code, reason))
+        self._client_send.close()  # the client replies to the close at once
+
+    async def _may_send(self) -> None:
         if self.free_sends is not None:
             if self.free_sends == 0:
                 self.send_blocked.set()
                 await self.release.wait()
             else:
                 self.free_sends -= 1
-        self._sent_send.send_nowait(frame)
-
-    sends_nowait = True
-
-    def send_nowait(self, frame: str) -> Sent:
-        if self.free_sends is not None:
-            if self.free_sends == 0:
-                return Sent.REFUSED
-            self.free_sends -= 1
-        self._sent_send.send_nowait(frame)
-        self.written_nowait += 1
-        return Sent.WHOLE
-
-    async def flush(self) -> None:
         await trio.lowlevel.checkpoint()
 
-    async def close(self, code: int, reason: str) -> None:
-        self._sent_send.send_nowait(Closed(code, reason))
-        self._client_send.close()  # the client replies to the close at once
+    def _deliver(self, data: bytes) -> None:
+        self._parser.receive_bytes(data)
+        for frame in self._parser.received_frames():
+            self._partial += str(frame.payload)
+            if frame.message_finished:
+                self._sent_send.send_nowait(self._partial)
+                self._partial = ""
 
     # -- the test's side --
 
@@ -397,7 +420,8 @@ async def test_a_plain_client_closed_while_sending_a_bundle_gets_no_more_of_it(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         server = await servers.start(outbox_messages=2)
-        plain = FakeTransport(free_sends=1)  # the welcome, then every send waits
+        # Frame by frame (a transport without raw writes); the welcome, then every send waits.
+        plain = FakeTransport(free_sends=1, raw=False)
         server.nursery.start_soon(run_connection, server.hub, plain, ConnectParams())
         assert (await plain.frame())["type"] == "welcome"
         sender = server.hub.subscribe().subscriber
@@ -517,61 +541,78 @@ async def test_batch_client_gets_its_ack_and_errors_in_the_batch(servers: Server
         assert batch["events"][1]["id"] == "c-9"
 
 
-async def test_the_tick_writes_one_shared_frame_to_batch_clients_that_keep_up(
-    servers: ServerFactory, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize("batch", [False, True])
+async def test_clients_that_keep_up_are_written_by_the_pass_with_the_same_bytes(
+    servers: ServerFactory, batch: bool
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        server = await servers.start(write_delay=0.01)
-        clients = [(await server.connect(batch=True))[0] for _ in range(3)]
+        server = await servers.start()
+        clients = [(await server.connect(batch=batch))[0] for _ in range(3)]
+        await trio.testing.wait_all_tasks_blocked()  # their writers have handed them over
         sender = server.hub.subscribe().subscriber
-
-        async def burst(texts: list[str]) -> list[str | Closed]:
-            for text in texts:  # submit() does not yield: the broadcaster takes them together
-                await server.hub.submit(sender, Publish(text))
-            return [await client.next() for client in clients]
-
-        await burst(["a", "b"])
-        frames = await burst(["c", "d", "e"])
-        assert frames[0] is frames[1] is frames[2]  # framed once for all three
-        assert isinstance(frames[0], str)
-        assert [event["message"] for event in json.loads(frames[0])["events"]] == ["c", "d", "e"]
+        for text in ("a", "b", "c"):  # submit() does not yield: one bundle
+            await server.hub.submit(sender, Publish(text))
+        for client in clients:
+            if batch:
+                frame = await client.frame()
+                assert [event["message"] for event in frame["events"]] == ["a", "b", "c"]
+            else:
+                assert [(await client.frame())["message"] for _ in range(3)] == ["a", "b", "c"]
+            assert client.written_nowait == 1  # one write from the pass, no task woken
 
 
-async def test_the_tick_hands_a_batch_client_it_cannot_write_to_back_to_its_writer(
+async def test_a_client_whose_socket_refuses_is_written_by_its_writer_then_handed_back(
     servers: ServerFactory,
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        server = await servers.start(write_delay=0.01)
-        client = FakeTransport(free_sends=2)  # the welcome and one frame, then it stops reading
+        server = await servers.start()
+        client = FakeTransport(free_sends=2)  # the welcome and one write, then it stops reading
         server.nursery.start_soon(run_connection, server.hub, client, ConnectParams(batch=True))
         assert (await client.frame())["type"] == "welcome"
         await trio.testing.wait_all_tasks_blocked()
         sender = server.hub.subscribe().subscriber
         await server.hub.submit(sender, Publish("m1"))
         assert (await client.frame())["message"] == "m1"
-        assert client.written_nowait == 1  # by the tick, though nothing else was going on
+        assert client.written_nowait == 1  # by the pass
         for text in ("m2", "m3"):
             await server.hub.submit(sender, Publish(text))
-        await client.send_blocked.wait()  # the tick could not write: the writer waits instead
+        await client.send_blocked.wait()  # the pass could not write: the writer waits instead
         await server.hub.submit(sender, Publish("m4"))
         await trio.testing.wait_all_tasks_blocked()
         client.release.set()
+        client.free_sends = None
         assert [event["message"] for event in (await client.frame())["events"]] == ["m2", "m3"]
         assert (await client.frame())["message"] == "m4"
         await trio.testing.wait_all_tasks_blocked()
-        assert client.nothing_more()
-        assert client.written_nowait == 1
+        await server.hub.submit(sender, Publish("m5"))  # handed back: the pass writes it
+        assert (await client.frame())["message"] == "m5"
+        assert client.written_nowait == 2
         stats = server.hub.statistics()
-        assert (stats.frames_out, stats.messages_out) == (4, 5)
+        assert (stats.frames_out, stats.messages_out) == (5, 6)  # welcome and 4 frames
 
 
-async def test_a_batch_client_is_left_to_its_writer_when_the_transport_cannot_send_nowait(
+async def test_a_frame_the_socket_took_in_part_is_finished_before_anything_else(
     servers: ServerFactory,
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        server = await servers.start(write_delay=0.01)
-        client = FakeTransport()
-        client.sends_nowait = False
+        server = await servers.start()
+        client, _ = await server.connect()
+        await trio.testing.wait_all_tasks_blocked()
+        client.take_only = 5  # of the next write_nowait
+        sender = server.hub.subscribe().subscriber
+        await server.hub.submit(sender, Publish("cut in two"))
+        assert (await client.frame())["message"] == "cut in two"  # the writer finished it
+        await server.hub.submit(sender, Publish("next"))
+        assert (await client.frame())["message"] == "next"
+        assert client.written_nowait == 2
+
+
+async def test_a_transport_without_raw_writes_gets_every_frame_through_send(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start()
+        client = FakeTransport(raw=False)
         server.nursery.start_soon(run_connection, server.hub, client, ConnectParams(batch=True))
         assert (await client.frame())["type"] == "welcome"
         sender = server.hub.subscribe().subscriber

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from wsproto.frame_protocol import FrameProtocol
 
-from trio_broadcast.server._hypercorn import text_frame
+from trio_broadcast.wire.frames import client_text_frame, text_frame
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
@@ -13,3 +13,12 @@ def test_text_frame_matches_wsproto_at_every_length_boundary(length: int) -> Non
     text = "é" * (length // 2) + "x" * (length % 2)  # multi-byte UTF-8 too
     wsproto_frame = FrameProtocol(client=False, extensions=[]).send_data(text, fin=True)
     assert text_frame(text.encode()) == bytes(wsproto_frame)
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65_535, 65_536])
+def test_client_frame_is_masked_with_the_zero_key_and_parses(length: int) -> None:
+    text = "x" * length
+    server_side = FrameProtocol(client=False, extensions=[])
+    server_side.receive_bytes(client_text_frame(text.encode()))
+    (frame,) = server_side.received_frames()
+    assert frame.payload == text

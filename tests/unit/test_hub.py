@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
 import pytest
 import trio
 import trio.testing
+from wsproto.frame_protocol import FrameProtocol
 
 from trio_broadcast.errors import CloseConnection, SlowConsumerError
 from trio_broadcast.server import hub as hub_module
 from trio_broadcast.server.config import Settings
-from trio_broadcast.server.hub import MAX_RESTARTS, Hub, Subscriber, TickPass
+from trio_broadcast.server.hub import MAX_RESTARTS, Hub, State, Subscriber
 from trio_broadcast.wire.protocol import Outgoing, Publish, encode_message, format_timestamp
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -32,11 +32,9 @@ _taken: dict[Subscriber, list[Outgoing]] = {}  # received in a bundle, not yet t
 async def take(subscriber: Subscriber) -> Outgoing:
     """Receive the next outbox entry the way the connection's writer does (bytes included)."""
     entries = _taken.setdefault(subscriber, [])
-    if not entries:
-        bundle = await subscriber.inbox.receive()
-        subscriber.queued -= len(bundle.entries)
-        subscriber.queued_bytes -= bundle.size
-        entries += bundle.entries
+    while not entries:
+        for bundle in await subscriber.outbox.take():
+            entries += bundle.entries
     return entries.pop(0)
 
 
@@ -48,22 +46,14 @@ async def take_json(subscriber: Subscriber) -> dict[str, Any]:
 def queued(subscriber: Subscriber) -> list[Outgoing]:
     """Everything left in a subscriber's outbox, without waiting."""
     entries = _taken.pop(subscriber, [])
-    while True:
-        try:
-            entries += subscriber.inbox.receive_nowait().entries
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return entries
+    for bundle in subscriber.outbox.take_nowait():
+        entries += bundle.entries
+    return entries
 
 
 def outbox_closed(subscriber: Subscriber) -> bool:
     queued(subscriber)
-    try:
-        subscriber.inbox.receive_nowait()
-    except trio.EndOfChannel:
-        return True
-    except trio.WouldBlock:
-        return False
-    raise AssertionError("an entry arrived while checking")  # pragma: no cover
+    return subscriber.outbox.empty and subscriber.state is State.CLOSED
 
 
 @attrs.define
@@ -190,14 +180,14 @@ async def test_messages_accepted_together_travel_as_one_bundle_with_acks_in_plac
         await hub.submit(alice, Publish("a2"))
         await hub.submit(bob, Publish("b2"))
         await trio.testing.wait_all_tasks_blocked()
-        bundles = [listener.inbox.receive_nowait() for listener in listeners]
+        bundles = [bundle for listener in listeners for bundle in listener.outbox.take_nowait()]
         assert bundles[0] is bundles[1]  # one channel operation each, one shared object
         assert [entry.seq for entry in bundles[0].entries] == [1, 2, 3, 4]
         assert bundles[0].size == sum(entry.size for entry in bundles[0].entries)
         assert all(queued(listener) == [] for listener in listeners)
 
         def kinds(subscriber: Subscriber) -> list[tuple[str, int]]:
-            (bundle,) = [subscriber.inbox.receive_nowait()]
+            (bundle,) = subscriber.outbox.take_nowait()
             frames = [json.loads(entry.frame) for entry in bundle.entries]
             return [(frame["type"], frame["seq"]) for frame in frames]
 
@@ -217,7 +207,7 @@ async def test_a_bundle_counts_its_events_against_outbox_messages() -> None:
             for index in range(2):
                 await hub.submit(sender, Publish(f"m{index}"))
             await trio.testing.wait_all_tasks_blocked()
-            assert listener.queued == 2  # in one bundle
+            assert listener.outbox.events == 2  # in one bundle
             assert hub.statistics().outbox_depth_max == 2
             for index in range(2):
                 await hub.submit(sender, Publish(f"n{index}"))
@@ -257,7 +247,7 @@ async def test_broadcast_frame_size_counts_utf8_bytes(running: Running) -> None:
         await hub.submit(sender, Publish("😀 é"))
         entry = await take(other)
         assert entry.size == len(entry.frame.encode())
-        assert other.queued_bytes == 0
+        assert other.outbox.bytes == 0
 
 
 # -- subscribing -----------------------------------------------------------------------------
@@ -384,14 +374,14 @@ async def test_full_outbox_by_bytes_evicts_with_4008_without_touching_others() -
                 await take(sender)
                 if seq < 3:
                     assert slow.closing is None
-                    assert slow.queued_bytes == seq * size
+                    assert slow.outbox.bytes == seq * size
             assert isinstance(slow.closing, SlowConsumerError)
             assert slow.closing.close_code == 4008
             assert len(queued(slow)) == 2  # far below outbox_messages: bytes decided
             assert outbox_closed(slow)
             assert hub.connection_count == 2
             assert fast.closing is None
-            assert fast.queued_bytes == 0
+            assert fast.outbox.bytes == 0
             hub.close_all()
 
 
@@ -647,290 +637,175 @@ async def test_intake_depth_counts_messages_waiting_for_the_broadcaster() -> Non
         assert hub.seq == 0
 
 
-# -- the coalescing tick ---------------------------------------------------------------------
+# -- writing directly from the pass ------------------------------------------------------------
+
+
+class FakeSocket:
+    """A DirectWriter: takes ``room`` more bytes (None: everything), then refuses."""
+
+    def __init__(self, room: int | None = None) -> None:
+        self.room = room
+        self.writes: list[bytes] = []  # what write_nowait was handed, each time
+        self.written = bytearray()  # what it took
+        self.times: list[float] = []  # trio.current_time() of each write
+        self._wrote = trio.Event()  # set and replaced on every write
+
+    def write_nowait(self, data: bytes) -> int:
+        if self.room == 0:
+            return -1
+        taken = len(data) if self.room is None else min(len(data), self.room)
+        if self.room is not None:
+            self.room -= taken
+        self.writes.append(data)
+        self.written += data[:taken]
+        self.times.append(trio.current_time())
+        self._wrote.set()
+        self._wrote = trio.Event()
+        return taken
+
+    async def wait_for_writes(self, count: int) -> None:
+        while len(self.writes) < count:
+            await self._wrote.wait()
+
+    def frames(self) -> list[dict[str, Any]]:
+        parser = FrameProtocol(client=True, extensions=[])
+        parser.receive_bytes(bytes(self.written))
+        return [json.loads(str(frame.payload)) for frame in parser.received_frames()]
+
+
+def direct(hub: Hub, socket: FakeSocket, *, batch: bool = False) -> Subscriber:
+    """A subscriber whose writer has sent its welcome and handed it to the pass."""
+    subscriber = hub.subscribe(batch=batch, writer=socket).subscriber
+    states = [subscriber.state]  # its writer has the welcome to send first
+    hub.writer_idle(subscriber)
+    assert [*states, subscriber.state] == [State.QUEUED, State.DIRECT]
+    return subscriber
+
+
+async def test_the_pass_writes_each_bundle_once_per_client_with_shared_bytes(
+    running: Running,
+) -> None:
+    hub = running.hub
+    sender = hub.subscribe().subscriber
+    sockets = [FakeSocket() for _ in range(3)]
+    listeners = [direct(hub, socket) for socket in sockets]
+    for text in ("a", "b", "c"):  # accepted together: one bundle, one write each
+        await hub.submit(sender, Publish(text))
+    await trio.testing.wait_all_tasks_blocked()
+    assert all(len(socket.writes) == 1 for socket in sockets)
+    assert all(socket.writes[0] is sockets[0].writes[0] for socket in sockets)  # built once
+    for socket in sockets:
+        assert [(f["type"], f["seq"], f["message"]) for f in socket.frames()] == [
+            ("message", 1, "a"),
+            ("message", 2, "b"),
+            ("message", 3, "c"),
+        ]
+    assert all(listener.state is State.DIRECT and listener.outbox.empty for listener in listeners)
+    assert [frame["type"] for frame in unbundle(queued(sender))] == ["ack", "ack", "ack"]
+    stats = hub.statistics()
+    assert (stats.deliveries, stats.messages_out, stats.frames_out) == (9, 9, 9)
+
+
+async def test_a_batching_client_is_written_one_batch_frame_per_bundle(running: Running) -> None:
+    hub = running.hub
+    sender = hub.subscribe().subscriber
+    sockets = [FakeSocket(), FakeSocket()]
+    for socket in sockets:
+        direct(hub, socket, batch=True)
+    await hub.submit(sender, Publish("a"))
+    await hub.submit(sender, Publish("b"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert sockets[0].writes[0] is sockets[1].writes[0]
+    (frame,) = sockets[0].frames()
+    assert frame["type"] == "batch"
+    assert [event["message"] for event in frame["events"]] == ["a", "b"]
+    stats = hub.statistics()
+    assert (stats.messages_out, stats.frames_out) == (4, 2)
+
+
+async def test_a_socket_that_takes_nothing_hands_the_client_to_its_writer(
+    running: Running,
+) -> None:
+    hub = running.hub
+    sender = hub.subscribe().subscriber
+    socket = FakeSocket(room=0)
+    listener = direct(hub, socket)
+    await hub.submit(sender, Publish("first"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert listener.outbox.events == 1
+    states = [listener.state]
+    hub.writer_idle(listener)  # something still waits: the writer keeps it
+    assert [*states, listener.state] == [State.QUEUED, State.QUEUED]
+    await hub.submit(sender, Publish("second"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert [json.loads(entry.frame)["message"] for entry in queued(listener)] == [
+        "first",
+        "second",
+    ]
+    hub.writer_idle(listener)  # all written: back to the pass
+    assert listener.state.name == "DIRECT"
+
+
+async def test_a_socket_that_takes_part_of_a_write_wakes_the_writer_to_finish_it(
+    running: Running,
+) -> None:
+    hub = running.hub
+    sender = hub.subscribe().subscriber
+    socket = FakeSocket(room=10)
+    listener = direct(hub, socket)
+    await hub.submit(sender, Publish("a long enough message"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(socket.written) == 10
+    assert listener.state is State.QUEUED
+    (flush,) = listener.outbox.take_nowait()
+    assert flush.entries == ()  # nothing to add: the writer only finishes the write
+    await hub.submit(sender, Publish("next"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert [json.loads(entry.frame)["message"] for entry in queued(listener)] == ["next"]
+    assert hub.statistics().deliveries == 2
+
+
+async def test_an_error_reply_moves_a_direct_client_to_its_writer(running: Running) -> None:
+    hub = running.hub
+    listener = direct(hub, FakeSocket())
+    hub.reply(listener, '{"type":"error"}')
+    assert listener.state is State.QUEUED
+    assert [entry.frame for entry in queued(listener)] == ['{"type":"error"}']
+
+
+def test_a_client_without_a_direct_writer_stays_with_its_writer() -> None:
+    hub = make_hub()
+    subscriber = hub.subscribe().subscriber
+    hub.writer_idle(subscriber)
+    assert subscriber.state is State.QUEUED
+
+
+async def test_the_broadcaster_pauses_write_delay_between_passes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub(write_delay=0.05)
+    socket = FakeSocket()
+    async with serving(hub):
+        sender = hub.subscribe().subscriber
+        direct(hub, socket)
+        await hub.submit(sender, Publish("one"))
+        await trio.testing.wait_all_tasks_blocked()
+        await hub.submit(sender, Publish("two"))  # arrives during the pause
+        await hub.submit(sender, Publish("three"))
+        with trio.fail_after(1):
+            await socket.wait_for_writes(2)
+    assert [frame["message"] for frame in socket.frames()] == ["one", "two", "three"]
+    assert len(socket.writes) == 2  # two and three waited for the pause, and went together
+    assert socket.times[1] - socket.times[0] >= 0.05
+
+
+def unbundle(entries: list[Outgoing]) -> list[dict[str, Any]]:
+    return [json.loads(entry.frame) for entry in entries]
 
 
 @contextlib.asynccontextmanager
-async def serving(hub: Hub) -> AsyncIterator[trio.Nursery]:
-    """The hub's ``serve`` running in a nursery, cancelled when the block ends."""
+async def serving(hub: Hub) -> AsyncIterator[None]:
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
-        yield nursery
-        nursery.cancel_scope.cancel()
-
-
-@attrs.define
-class Writes:
-    """A ``write_nowait`` for Hub.park that records when it runs and says when to stop."""
-
-    stay_for: int  # calls that answer "stay parked"
-    busy: float = 0.0  # CPU seconds the first call burns (a long pass)
-    times: list[float] = attrs.field(factory=list)  # trio time of every call
-
-    def __call__(self, tick: TickPass) -> bool:
-        self.times.append(trio.current_time())
-        if len(self.times) == 1 and self.busy:
-            started = time.thread_time()
-            while time.thread_time() - started < self.busy:
-                pass
-        return len(self.times) <= self.stay_for
-
-
-@attrs.define
-class Drains:
-    """A ``write_nowait`` for Hub.park that takes the outbox, as the connection's writer does,
-    and keeps what each pass found there."""
-
-    subscriber: Subscriber
-    stay_for: int  # calls that answer "stay parked"
-    found: list[list[Any]] = attrs.field(factory=list)  # per call: the bundles taken
-
-    def __call__(self, tick: TickPass) -> bool:
-        bundles = []
-        while self.subscriber.queued:
-            bundle = self.subscriber.inbox.receive_nowait()
-            self.subscriber.queued -= len(bundle.entries)
-            self.subscriber.queued_bytes -= bundle.size
-            bundles.append(bundle)
-        self.found.append(bundles)
-        return len(self.found) < self.stay_for
-
-    def kinds(self, call: int) -> list[tuple[str, int]]:
-        frames = [
-            json.loads(entry.frame) for bundle in self.found[call] for entry in bundle.entries
-        ]
-        return [(frame["type"], frame["seq"]) for frame in frames]
-
-
-async def test_the_tick_passes_when_something_is_broadcast_and_then_at_most_every_write_delay(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    hub = make_hub(write_delay=0.05)
-    handed_back: list[float] = []
-    async with serving(hub) as nursery:
-        subscriber = hub.subscribe(batch=True).subscriber
-        sender = hub.subscribe().subscriber
-        writes = Writes(stay_for=2)
-
-        async def park() -> None:
-            await hub.park(subscriber, writes)
-            handed_back.append(trio.current_time())
-
-        nursery.start_soon(park)
-        await trio.sleep(1)
-        assert writes.times == []  # nothing broadcast: no pass
-        start = trio.current_time()
-        with trio.fail_after(TIMEOUT):
-            for text in ("m1", "m2", "m3"):  # the first at once; the others in the next pass
-                await hub.submit(sender, Publish(text))
-                await trio.sleep(0.001)
-            await trio.sleep(1)
-            assert writes.times == pytest.approx([start, start + 0.05])
-            assert handed_back == []
-            await hub.submit(sender, Publish("m4"))  # the third call says stop
-            await trio.testing.wait_all_tasks_blocked()
-        assert writes.times[2] == pytest.approx(start + 1.003)
-        assert handed_back == [writes.times[2]]
-
-
-async def test_the_tick_pauses_longer_after_a_long_pass(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    hub = make_hub(write_delay=0.01)
-    async with serving(hub) as nursery:
-        subscriber = hub.subscribe(batch=True).subscriber
-        sender = hub.subscribe().subscriber
-        writes = Writes(stay_for=1, busy=0.05)
-        nursery.start_soon(hub.park, subscriber, writes)
-        await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(TIMEOUT):
-            await hub.submit(sender, Publish("m1"))
-            await trio.testing.wait_all_tasks_blocked()
-            await hub.submit(sender, Publish("m2"))
-            await trio.sleep(1)
-        assert len(writes.times) == 2
-        # The pass took 50 ms of CPU: the next one comes TICK_LOAD_FACTOR times that later.
-        assert writes.times[1] - writes.times[0] >= hub_module.TICK_LOAD_FACTOR * 0.05
-
-
-async def test_a_long_tick_pass_lets_other_tasks_run_between_chunks(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(hub_module, "TICK_CHUNK", 1)
-    hub = make_hub(write_delay=0.05)
-    other_task_ran = False
-    first_written = trio.Event()
-    all_written = trio.Event()
-    seen: list[tuple[int, bool]] = []  # (subscriber, whether the other task had run)
-
-    async def other_task() -> None:
-        nonlocal other_task_ran
-        await first_written.wait()
-        other_task_ran = True
-
-    def writer(index: int) -> Callable[[TickPass], bool]:
-        def write_nowait(tick: TickPass) -> bool:
-            first_written.set()
-            seen.append((index, other_task_ran))
-            if len(seen) == 4:
-                all_written.set()
-            return False  # hand back after one write
-
-        return write_nowait
-
-    async with serving(hub) as nursery:
-        nursery.start_soon(other_task)
-        sender = hub.subscribe().subscriber
-        for index in range(4):  # parked in this order
-            nursery.start_soon(hub.park, hub.subscribe(batch=True).subscriber, writer(index))
-            await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(TIMEOUT):
-            await hub.submit(sender, Publish("go"))
-            await all_written.wait()
-        assert [index for index, _ in seen] == [0, 1, 2, 3]  # one pass, in parking order
-        assert seen[0] == (0, False)
-        # The task woken by the first write runs at the next checkpoint, before or after the
-        # second write (trio picks the order): in any case before the third.
-        assert all(ran for _, ran in seen[2:])
-
-
-async def test_leaving_and_shutdown_end_a_park(autojump_clock: trio.testing.MockClock) -> None:
-    hub = make_hub(write_delay=0.05)
-    ended: list[str] = []
-
-    async def park(name: str, subscriber: Subscriber) -> None:
-        await hub.park(subscriber, Writes(stay_for=10**9))
-        ended.append(name)
-
-    async with serving(hub) as nursery:
-        leaving = hub.subscribe(batch=True).subscriber
-        staying = hub.subscribe(batch=True).subscriber
-        nursery.start_soon(park, "leaving", leaving)
-        nursery.start_soon(park, "staying", staying)
-        await trio.sleep(1)
-        assert ended == []
-        hub.unsubscribe(leaving)
-        await trio.testing.wait_all_tasks_blocked()
-        assert ended == ["leaving"]
-        assert not hub.can_park(leaving)
+        yield
         hub.close_all()
-        await trio.testing.wait_all_tasks_blocked()
-        assert ended == ["leaving", "staying"]
-        # Shutting down: nobody parks any more.
-        assert not hub.can_park(staying)
-        writes = Writes(stay_for=10**9)
-        with trio.fail_after(TIMEOUT):
-            await hub.park(staying, writes)
-        assert writes.times == []
-
-
-async def test_without_a_write_delay_park_returns_at_once() -> None:
-    hub = make_hub(write_delay=0)
-    async with serving(hub):
-        subscriber = hub.subscribe(batch=True).subscriber
-        assert not hub.can_park(subscriber)
-        writes = Writes(stay_for=10**9)
-        with trio.fail_after(TIMEOUT):
-            await hub.park(subscriber, writes)
-        assert writes.times == []
-
-
-async def test_parked_subscribers_get_what_was_broadcast_meanwhile_at_the_next_pass(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    hub = make_hub(write_delay=0.05)
-    async with serving(hub) as nursery:
-        publisher, first, second, awake = (hub.subscribe(batch=True).subscriber for _ in range(4))
-        drains = {subscriber: Drains(subscriber, 3) for subscriber in (publisher, first, second)}
-        for subscriber, drain in drains.items():
-            nursery.start_soon(hub.park, subscriber, drain)
-        await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(TIMEOUT):
-            await hub.submit(awake, Publish("a1"))  # a pass at once; then a pause
-            await trio.testing.wait_all_tasks_blocked()
-            assert all(drain.kinds(0) == [("message", 1)] for drain in drains.values())
-            assert (await take(awake)).seq == 1  # its ack
-            await hub.submit(publisher, Publish("p2"))
-            await hub.submit(awake, Publish("a3"))
-            await hub.submit(publisher, Publish("p4"))
-            await trio.testing.wait_all_tasks_blocked()
-            # An awake subscriber has them at once; parked ones get them from the next pass.
-            assert [(await take(awake)).seq for _ in range(3)] == [2, 3, 4]
-            assert all(len(drain.found) == 1 for drain in drains.values())
-            assert all(subscriber.queued == 0 for subscriber in drains)  # left to the tick
-            assert hub.statistics().outbox_depth_max == 3
-            await trio.sleep(0.05)
-            await trio.testing.wait_all_tasks_blocked()
-        found = [drain.found[1] for drain in drains.values()]
-        assert all(len(bundles) == 1 for bundles in found)
-        assert found[1][0] is found[2][0]  # built once for both
-        assert drains[first].kinds(1) == [("message", 2), ("message", 3), ("message", 4)]
-        assert drains[publisher].kinds(1) == [("ack", 2), ("message", 3), ("ack", 4)]
-        # a1 to 3; p2..p4 to the awake one (not its own) and to the others
-        assert hub.statistics().deliveries == 3 + 2 + 2 * 3 + 1
-
-        with trio.fail_after(TIMEOUT):
-            await trio.sleep(0.05)
-            await hub.submit(awake, Publish("a5"))  # the third pass: each hands back after it
-            await trio.testing.wait_all_tasks_blocked()
-        assert all(drain.kinds(2) == [("message", 5)] for drain in drains.values())
-        await hub.submit(awake, Publish("a6"))  # all awake again: queued at once
-        await trio.testing.wait_all_tasks_blocked()
-        assert all([entry.seq for entry in queued(s)] == [6] for s in drains)
-        assert all(len(drain.found) == 3 for drain in drains.values())
-
-
-async def test_a_reply_hands_a_parked_subscriber_back_after_what_was_deferred_for_it(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    hub = make_hub(write_delay=0.05)
-    async with serving(hub) as nursery:
-        sender, parked = (hub.subscribe(batch=True).subscriber for _ in range(2))
-        drain = Drains(parked, stay_for=10**9)
-        ended = trio.Event()
-
-        async def park() -> None:
-            await hub.park(parked, drain)
-            ended.set()
-
-        nursery.start_soon(park)
-        await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(TIMEOUT):
-            await hub.submit(sender, Publish("m1"))  # written by a pass at once
-            await trio.testing.wait_all_tasks_blocked()
-            await hub.submit(sender, Publish("m2"))  # deferred: the tick pauses
-            await trio.testing.wait_all_tasks_blocked()
-            hub.reply(parked, '{"type":"error"}')
-            await ended.wait()
-            await hub.submit(sender, Publish("m3"))  # awake again: queued at once
-            await trio.testing.wait_all_tasks_blocked()
-        assert drain.kinds(0) == [("message", 1)]
-        assert len(drain.found) == 1
-        frames = [json.loads(entry.frame) for entry in queued(parked)]
-        assert [(frame["type"], frame.get("seq")) for frame in frames] == [
-            ("message", 2),
-            ("error", None),
-            ("message", 3),
-        ]
-
-
-async def test_a_parked_subscriber_that_falls_too_far_behind_is_evicted_at_the_next_pass(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    hub = make_hub(write_delay=0.05, outbox_messages=4)
-    async with serving(hub) as nursery:
-        sender, parked, keeps_up = (hub.subscribe(batch=True).subscriber for _ in range(3))
-        nursery.start_soon(hub.park, parked, Drains(parked, stay_for=10**9))
-        await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(TIMEOUT):
-            for index in range(6):  # the first at once; five, more than its outbox holds, later
-                await hub.submit(sender, Publish(f"m{index}"))
-                assert (await take(keeps_up)).seq == index + 1
-                assert json.loads((await take(sender)).frame)["type"] == "ack"
-            assert parked.closing is None
-            await trio.sleep(0.05)
-            await trio.testing.wait_all_tasks_blocked()
-        assert isinstance(parked.closing, SlowConsumerError)
-        assert outbox_closed(parked)
-        assert keeps_up.closing is None
-        assert hub.statistics().evictions == {"slow_consumer": 1}

@@ -61,6 +61,7 @@ import attrs
 import trio
 
 from ..client.state import InvalidURLError, connect_url, websocket_url
+from ..wire.frames import ZERO_MASK, client_text_frame, frame_header
 
 LISTENING_PREFIX = "trio-broadcast listening on "  # the server's one stdout line when ready
 CONNECT_CONCURRENCY = 100  # handshakes in flight per worker
@@ -201,7 +202,7 @@ class RawWebSocket:
 
     async def send_text(self, text: str) -> None:
         async with self._send_lock:
-            await self.stream.send_all(self._text_frame(text))
+            await self.stream.send_all(client_text_frame(text.encode()))
 
     async def send_stamped(self, make_text: Callable[[int], str]) -> int:
         """Send ``make_text(now)`` as a text frame, ``now`` being ``time.monotonic_ns()`` read
@@ -213,20 +214,8 @@ class RawWebSocket:
         """
         async with self._send_lock:
             now = time.monotonic_ns()
-            await self.stream.send_all(self._text_frame(make_text(now)))
+            await self.stream.send_all(client_text_frame(make_text(now).encode()))
         return now
-
-    @staticmethod
-    def _text_frame(text: str) -> bytes:
-        payload = text.encode()
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB4x", 0x81, 0x80 | length)
-        elif length < 65536:
-            header = struct.pack("!BBH4x", 0x81, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ4x", 0x81, 0x80 | 127, length)
-        return header + payload
 
     async def receive(self) -> list[str]:
         """The text messages complete now; waits for at least one.
@@ -297,7 +286,7 @@ class RawWebSocket:
 
     @staticmethod
     def _frame(opcode: int, payload: bytes) -> bytes:
-        return struct.pack("!BB4x", 0x80 | opcode, 0x80 | len(payload)) + payload
+        return frame_header(len(payload), opcode=opcode, mask=ZERO_MASK) + payload
 
     async def _send_control(self) -> None:
         frames, self._control = b"".join(self._control), []

@@ -1,49 +1,57 @@
-"""Three fixes and three shortcuts for Hypercorn (0.17, 0.18), installed when the app is created.
+"""Every change to Hypercorn's internals, in one place; installed when the app is created.
 
-1. **The pinger.** Hypercorn sends pings from a task that sleeps ``websocket_ping_interval``
-   between pings and only then looks whether the connection closed. The connection's task group
-   waits for that task, so every closed WebSocket lingers (memory, a task) for up to a whole ping
-   interval, and a graceful shutdown always runs into ``graceful_timeout``. The replacement pinger
-   runs in a cancel scope that is cancelled as soon as the stream is closed.
-2. **Frames after the app finished.** Hypercorn hands received frames to the app through a
-   bounded channel and never closes it when the app returns. A client that keeps sending after
-   the server closed it (e.g. a flood that earned a 1008) fills the channel, Hypercorn's read loop
-   blocks on it forever, never sees the client's close reply, and the TCP connection stays open
-   until shutdown. The replacement drops frames once the app has finished.
-3. **Closes on the app's terms, with nothing buffered after them.** Hypercorn answers a message
-   over ``websocket_max_message_size`` with a 1009 close of its own and does not tell the app, yet
-   keeps appending what the client still sends to its message buffer: a client that declares a
-   2^40-byte frame and streams into it grew the process by hundreds of MB, kept its connection
-   counted, and was logged as having left. On a frame wsproto cannot parse (bad UTF-8, reserved
-   bits, an invalid close code...) it dropped TCP with no close frame at all, and the app was
-   told only "1006". The replacement event handler hands each of these to the app as a
-   ``trio_broadcast.close`` event (``code``, ``reason``, ``wait``: whether a close reply can still
-   come), so the app closes with that code, logs it and lets go of the connection within its
-   close timeout; after a close (ours or the app's) received data messages are discarded
-   unbuffered, and after a parse failure raw data is not even parsed. A close frame from the
-   client reaches the app with its own code and reason (Hypercorn reported 1000 or 1006).
-4. **Sending without a scheduling round.** Every frame Hypercorn sends takes its connection's
-   send lock and calls ``send_all``: each of the two is a checkpoint that yields to the scheduler,
-   so one frame costs two task switches besides the write itself; with a thousand writers that
-   was most of the server's time per frame. The replacement writes at once when nobody else is
-   sending on that connection and the socket takes the whole frame, which it does unless the
-   peer has stopped reading; otherwise (or for TLS) it falls back to Hypercorn's own path for
-   whatever is left. Hypercorn already sends inside a shielded scope, so cancellation is
-   unaffected.
-5. **Framing text without wsproto's state machine.** A server's text frame is a two-to-ten byte
-   header and the UTF-8 payload. When the connection is open and no extension (permessage-deflate)
-   was negotiated, wsproto's ``send`` only builds that header, through several layers of calls
-   and copies; the replacement builds it directly. Anything else goes through wsproto.
+=====  ==========================================  ============================================
+what   replaces                                    why
+=====  ==========================================  ============================================
+F1     ``WSStream._send_pings``, ``handle``        Hypercorn's pinger sleeps a whole
+       (the pinger stops with the stream)          ``websocket_ping_interval`` before it looks
+                                                   whether the stream closed; the connection's
+                                                   task group waits for it, so every closed
+                                                   WebSocket lingered and every graceful
+                                                   shutdown ran into ``graceful_timeout``.
+F2     ``TaskGroup.spawn_app`` (the app's          The channel to the app was never closed when
+       receive channel closes when it returns)     the app returned: a client that kept sending
+                                                   after its close filled it, Hypercorn's read
+                                                   loop blocked for good and TCP stayed open.
+F3     ``WSStream._handle_events``, ``handle``     Hypercorn closed an oversized message with
+       (closes on the app's terms, nothing         1009 behind the app's back and kept
+       buffered after a close)                     appending what the client streamed to its
+                                                   buffer (a 2^40-byte frame grew the process by
+                                                   hundreds of MB); a frame wsproto cannot parse
+                                                   dropped TCP with no close frame. Both reach
+                                                   the app as a ``trio_broadcast.close`` event
+                                                   (``code``, ``reason``, ``wait``: whether a
+                                                   close reply can still come); data after a
+                                                   close is discarded unbuffered, and after a
+                                                   parse failure not parsed at all. A client's
+                                                   close reaches the app with its own code and
+                                                   reason (Hypercorn said 1000 or 1006).
+F4     the handshake, in ``spawn_app`` (no         permessage-deflate was negotiated with every
+       permessage-deflate)                         browser: wsproto inflates a whole frame
+                                                   before any size check (a 20 KB frame became
+                                                   20 MiB), and compressing costs a zlib context
+                                                   per client and every frame compressed once
+                                                   per client. Offered extensions are ignored.
+S1     ``TCPServer.protocol_send`` (write          Each frame Hypercorn sends takes the send lock
+       without a scheduling round)                 and calls ``send_all``: two checkpoints, two
+                                                   task switches around one ``write(2)``. The
+                                                   replacement writes at once when the socket is
+                                                   free and takes it all; otherwise (or for TLS)
+                                                   Hypercorn's own path sends the rest, after any
+                                                   tail a DirectSender left.
+S2     (new) :class:`DirectSender`, the ASGI       Writes whole frames as bytes: from the hub's
+       scope extension ``DIRECT_SEND``             pass without waiting (``write_nowait``), or
+                                                   many in one write from a connection's writer
+                                                   (``write``). A server's frames are unmasked,
+                                                   so a broadcast's bytes are the same for every
+                                                   client and are built once.
+=====  ==========================================  ============================================
 
-6. **Writing from another task.** :class:`DirectSender`, offered to the app as the ASGI scope
-   extension ``DIRECT_SEND``, writes a text frame at once or refuses without writing anything;
-   a frame the socket took only in part leaves its tail pending, and the tail goes out before
-   anything else is sent on that connection. The hub's tick writes to many clients through it
-   in one pass (see :meth:`.hub.Hub.park`).
-
-Fixes 1-3 are always installed. The two shortcuts rely on internals, so they are installed
-only for the Hypercorn and wsproto versions they were written against (see ``_SHORTCUTS_FOR``);
-with any other version the server runs on Hypercorn's own paths, only slower.
+The fixes (F) are always installed. The shortcuts (S) rely on more internals (the socket, the send
+lock, wsproto's state), so they are installed only for the versions they were written against,
+``_SHORTCUTS_FOR`` (pyproject.toml pins the same ranges), and not when the environment variable
+``TRIO_BROADCAST_SHORTCUTS`` is ``off``: then the server runs on Hypercorn's own send path, one
+ASGI message per frame, only slower. CI runs the integration and fault tests both ways.
 """
 
 from __future__ import annotations
@@ -51,7 +59,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import struct
 from importlib.metadata import version
 from typing import Any
 
@@ -69,7 +76,7 @@ _SHORTCUTS_FOR = {"hypercorn": ("0.17.", "0.18."), "wsproto": ("1.2.", "1.3.")}
 _PATCHED = "_trio_broadcast_pinger"
 
 
-async def _send_pings(self: Any) -> None:  # fix 1
+async def _send_pings(self: Any) -> None:  # F1
     with trio.CancelScope() as scope:
         self._ping_scope = scope
         while not self.closed:
@@ -89,6 +96,9 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
         with contextlib.suppress(trio.BrokenResourceError):  # the app finished: drop it
             await app_send_channel.send(event)
 
+    ws = getattr(send, "__self__", None)
+    if isinstance(ws, WSStream):
+        ws.handshake.extensions = None  # F4: before the app can accept, no extension offered
     if _shortcuts_apply():
         _offer_direct_send(scope, send)
     self._nursery.start_soon(
@@ -104,7 +114,7 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
     return put
 
 
-CLOSE_EVENT = "trio_broadcast.close"  # ASGI receive event: close with ``code`` (fix 3)
+CLOSE_EVENT = "trio_broadcast.close"  # ASGI receive event: close with ``code`` (F3)
 # wsproto reports a parse failure as a CloseConnection event without changing its state; a
 # real close frame moves it to REMOTE_CLOSING or CLOSED.
 _UNCHANGED_BY_A_CLOSE_FRAME = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
@@ -160,9 +170,9 @@ _hypercorn_ws_handle = WSStream.handle
 
 async def _ws_handle(self: Any, event: Any) -> None:
     if type(event) is Data and self._unparsable:
-        return  # after a parse failure: not fed to wsproto, whose parser state is undefined
+        return  # F3: after a parse failure, not fed to wsproto, whose parser state is undefined
     await _hypercorn_ws_handle(self, event)
-    scope = self._ping_scope  # fix 1: the pinger stops with the stream
+    scope = self._ping_scope  # F1: the pinger stops with the stream
     if self.closed and scope is not None:
         scope.cancel()
 
@@ -207,43 +217,53 @@ def _write_nowait(server: Any, data: bytes) -> int | None:
 
 
 class DirectSender:
-    """Writes text frames on one Hypercorn WebSocket from any task, without waiting.
+    """Writes whole frames, as bytes, on one Hypercorn WebSocket (S2).
 
-    Offered to the app as the ASGI scope extension ``DIRECT_SEND``. Only for plain TCP
-    (not TLS) HTTP/1.1 WebSockets without extensions, and only with the shortcuts installed.
+    Offered to the app as the ASGI scope extension ``DIRECT_SEND``: only for plain TCP (not TLS)
+    HTTP/1.1 WebSockets, and only with the shortcuts installed. Frames written here bypass
+    wsproto, so both methods first check that the connection is open with no message half sent.
     """
 
     def __init__(self, ws: Any, server: Any) -> None:
         self._ws = ws  # the WSStream: protocol state
         self._server = server  # the TCPServer: the socket, its send lock, the pending tail
 
-    def send_nowait(self, text: str) -> int:
-        """Write one text frame now.
+    def usable(self) -> bool:
+        """Whether frames can be written as bytes now (the connection is open, plain)."""
+        return _frames_plain_text(self._ws)
 
-        Returns -1 when nothing was written (the socket is busy or full, or the connection is
-        not open; use the ASGI ``send``), 0 when the whole frame was written, and otherwise the
-        number of bytes left over: they go out before anything else is sent on the connection,
-        and :meth:`flush` waits for them.
+    def write_nowait(self, data: bytes) -> int:
+        """Write what the socket takes now; never blocks, never yields.
+
+        Returns -1 when nothing was written (the socket is full or failed, another send is
+        under way, or the connection is not open), else the number of bytes written. A short
+        write leaves the rest pending: it goes out before anything else is sent on the
+        connection (:meth:`write` sends it).
         """
-        ws = self._ws
         server = self._server
         if (
             server._pending_tail is not None
             or server.send_lock.locked()
-            or not _frames_plain_text(ws)
+            or not _frames_plain_text(self._ws)
         ):
             return -1
-        data = _frame_shared(text)
         sent = _write_nowait(server, data)
-        if not sent:  # would block, or failed: the ASGI send reports it properly
+        if not sent:  # would block, or failed: the connection's own send path reports it
             return -1
         if sent < len(data):
             server._pending_tail = data[sent:]
-        return len(data) - sent
+        return sent
 
-    async def flush(self) -> None:
-        """Wait until a left-over tail is written. A checkpoint."""
-        await self._server.protocol_send(RawData(data=b""))
+    async def write(self, data: bytes) -> bool:
+        """Write ``data`` after any pending tail, waiting for room. A checkpoint.
+
+        Returns False, writing nothing but the tail, when the connection is no longer open for
+        frames as bytes (use the ASGI ``send``).
+        """
+        plain = _frames_plain_text(self._ws)
+        if plain or self._server._pending_tail is not None:
+            await self._server.protocol_send(RawData(data=data if plain else b""))
+        return plain
 
 
 DIRECT_SEND = "trio_broadcast.direct_send"  # ASGI scope extension: a DirectSender
@@ -260,25 +280,9 @@ def _offer_direct_send(scope: Any, send: Any) -> None:
         scope.setdefault("extensions", {})[DIRECT_SEND] = DirectSender(ws, server)
 
 
-_hypercorn_app_send = WSStream.app_send
-
-
-async def _app_send(self: Any, message: Any) -> None:
-    if (
-        message is not None
-        and message["type"] == "websocket.send"
-        and message.get("bytes") is None
-        and type(text := message.get("text")) is str
-        and _frames_plain_text(self)
-    ):
-        await self.send(Data(stream_id=self.stream_id, data=text_frame(text.encode())))
-        return
-    await _hypercorn_app_send(self, message)
-
-
 def _frames_plain_text(ws: Any) -> bool:
     """The WebSocket is open, with no extension and no message half sent: a text frame may be
-    built by :func:`text_frame` instead of wsproto."""
+    built outside wsproto."""
     proto = ws.connection._proto if ws.state is ASGIWebsocketState.CONNECTED else None
     return (
         proto is not None
@@ -289,46 +293,25 @@ def _frames_plain_text(ws: Any) -> bool:
     )
 
 
-_last_framed: list[tuple[str, bytes]] = []  # the text DirectSender framed last, and its frame
-
-
-def _frame_shared(text: str) -> bytes:
-    """``text`` as a text frame; the same text object sent again (the hub's tick writes one
-    text to every client that keeps up) is not encoded again."""
-    if _last_framed and _last_framed[0][0] is text:
-        return _last_framed[0][1]
-    data = text_frame(text.encode())
-    _last_framed[:] = [(text, data)]
-    return data
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked text frame (RFC 6455 §5.2) carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
+SHORTCUTS_VARIABLE = "TRIO_BROADCAST_SHORTCUTS"  # "off": Hypercorn's own send path only
 
 
 @functools.cache
 def _shortcuts_apply() -> bool:
+    if os.environ.get(SHORTCUTS_VARIABLE, "").lower() in {"off", "0", "false", "no"}:
+        return False
     return all(version(name).startswith(known) for name, known in _SHORTCUTS_FOR.items())
 
 
 def install() -> None:
-    """Replace ``WSStream._send_pings``, ``handle`` and ``_handle_events`` and
-    ``TaskGroup.spawn_app``, and for known versions ``TCPServer.protocol_send`` and
-    ``WSStream.app_send`` (idempotent)."""
+    """Install F1-F4, and S1-S2 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
     if _shortcuts_apply():
         tcp_server.TCPServer._pending_tail = None  # type: ignore[attr-defined]
         tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
-        WSStream.app_send = _app_send  # type: ignore[method-assign]
-    # Per-stream state of fixes 1 and 3, as class defaults: set on the instance when it changes.
+    # Per-stream state of F1 and F3, as class defaults: set on the instance when it changes.
     for name, default in _STREAM_STATE.items():
         setattr(WSStream, name, default)
     WSStream._send_pings = _send_pings  # type: ignore[method-assign]
@@ -338,8 +321,8 @@ def install() -> None:
 
 
 _STREAM_STATE = {
-    "_ping_scope": None,  # fix 1: the pinger's cancel scope
-    "_discarding": False,  # fix 3: inside a message that was refused (too big)
-    "_closing_told": False,  # fix 3: the app was told to close
-    "_unparsable": False,  # fix 3: wsproto failed to parse; received data is ignored
+    "_ping_scope": None,  # F1: the pinger's cancel scope
+    "_discarding": False,  # F3: inside a message that was refused (too big)
+    "_closing_told": False,  # F3: the app was told to close
+    "_unparsable": False,  # F3: wsproto failed to parse; received data is ignored
 }

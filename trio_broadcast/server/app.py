@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
     app.settings = settings
     app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}")
     app.metrics = Metrics(app.hub)
+    app.hub.observe_latency = app.metrics.latency.observe
     app.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.started_at = time.time()
     static_dir = Path(settings.static_dir) if settings.static_dir else PACKAGED_STATIC

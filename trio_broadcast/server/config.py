@@ -186,11 +186,11 @@ class Settings:
         ),
     )
     write_delay: float = attrs.field(
-        default=0.01,
+        default=0.0,
         validator=_non_negative,
         metadata=_help(
-            "least pause between two passes that write to batching clients (grows with "
-            "load; a pass starts as soon as something is broadcast; 0 disables passes)"
+            "least pause after each broadcaster pass, seconds (after a pass over 1 ms, half "
+            "its time if longer): messages gather meanwhile and go out together"
         ),
     )
     shutdown_timeout: float = attrs.field(

@@ -1,15 +1,16 @@
 """One client connection: a reader task and a writer task in a nursery of their own.
 
 Framework-free: it talks to a :class:`Transport` (an ASGI WebSocket in production), so the whole
-lifecycle is exercised by tests without a socket. The reader validates and publishes; the writer
-drains the client's outbox, coalescing queued events into one ``batch`` frame for clients that
-opted in. Whichever way the connection ends (client close, reset, eviction, cancellation,
-shutdown) the ``finally`` takes the subscriber out of the hub.
+lifecycle is exercised by tests without a socket. The reader validates and publishes. The writer
+sends the welcome and any replay, then whatever the hub queues in the client's outbox: everything
+waiting in one write when the transport writes bytes (:class:`RawWriter`), and hands the client
+back to the hub's pass whenever it has caught up (see the state table in :mod:`.hub`). Whichever
+way the connection ends (client close, reset, eviction, cancellation, shutdown) the ``finally``
+takes the subscriber out of the hub.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -19,8 +20,10 @@ import trio
 
 from ..errors import CloseCode, CloseConnection, ErrorCode, PolicyViolationError, ProtocolError
 from ..ratelimit import Verdict
-from ..wire.protocol import Outgoing, Publish, encode_batch, encode_error
-from .hub import Bundle, Hub, SharedFrame, Subscriber, Subscription, TickPass
+from ..wire.frames import text_frame
+from ..wire.protocol import Publish, encode_error
+from .hub import DirectWriter, Hub, Subscriber, Subscription
+from .outbox import Bundle
 
 log = structlog.get_logger("trio_broadcast.server.connection")
 
@@ -56,6 +59,17 @@ class TransportFailed(Exception):
         self.wait_for_reply = wait_for_reply  # False: the client's frames can no longer be read
 
 
+class RawWriter(DirectWriter, Protocol):
+    """Writes whole WebSocket frames, as bytes, to the client's socket."""
+
+    async def write(self, data: bytes) -> bool:
+        """Write ``data`` (after anything :meth:`write_nowait` left over), waiting for room.
+
+        Returns False, writing nothing, when frames can no longer be written as bytes (the
+        connection is closing): send text frames instead.
+        """
+
+
 class Transport(Protocol):
     """The few WebSocket operations a connection needs."""
 
@@ -74,26 +88,9 @@ class Transport(Protocol):
         """Send a close frame."""
 
     @property
-    def sends_nowait(self) -> bool:
-        """Whether :meth:`send_nowait` can send at all (otherwise it always refuses)."""
-
-    def send_nowait(self, frame: str) -> Sent:
-        """Send one text frame now if that needs no waiting; never blocks.
-
-        ``REFUSED``: nothing was sent (use :meth:`send`). ``PARTLY``: the frame is committed but
-        its end waits in the transport until :meth:`flush`.
-        """
-
-    async def flush(self) -> None:
-        """Wait until what :meth:`send_nowait` left over is written."""
-
-
-class Sent(enum.Enum):
-    """What :meth:`Transport.send_nowait` did."""
-
-    WHOLE = "whole"  # the frame is written
-    PARTLY = "partly"  # the frame is committed; its end waits for flush()
-    REFUSED = "refused"  # nothing was written
+    def raw(self) -> RawWriter | None:
+        """Writes frames as bytes, if the transport can: many in one write, or from the hub's
+        pass without waiting. None: every frame goes through :meth:`send`."""
 
 
 @attrs.frozen
@@ -162,7 +159,11 @@ async def _serve_client(
 ) -> None:
     try:
         subscription = hub.subscribe(
-            batch=params.batch, since=params.since, epoch=params.epoch, last=params.last
+            batch=params.batch,
+            since=params.since,
+            epoch=params.epoch,
+            last=params.last,
+            writer=transport.raw,
         )
     except CloseConnection as refusal:
         log.info("refused", peer=peer, code=int(refusal.close_code), reason=refusal.reason)
@@ -192,7 +193,7 @@ async def _serve_client(
             client_closed = await _await_close_reply(transport)
     finally:
         hub.unsubscribe(subscriber)
-        subscriber.inbox.close()
+        subscriber.outbox.close_taking()
         closing = subscriber.closing
         code: int | None
         if closing is not None:  # we closed: our code
@@ -294,29 +295,19 @@ async def _write(
     """
     subscriber = subscription.subscriber
     try:
-        await _send_events(hub, transport, [subscription.welcome], batch=False)
-        replay = [entry.frame for entry in subscription.replay]
-        step = REPLAY_CHUNK if subscriber.batch else 1
-        for start in range(0, len(replay), step):
-            await _send_events(hub, transport, replay[start : start + step], batch=True)
+        await _send_texts(hub, transport, [subscription.welcome])
+        replay = subscription.replay
+        step = REPLAY_CHUNK if subscriber.batch else max(1, len(replay))
+        for start in range(0, len(replay), step):  # a batch frame per chunk
+            await _send_bundles(hub, transport, subscriber, [Bundle(replay[start : start + step])])
         if subscription.recovery is not None:
-            await _send_events(hub, transport, [subscription.recovery.encode()], batch=False)
+            await _send_texts(hub, transport, [subscription.recovery.encode()])
+        hub.writer_idle(subscriber)
         await _drain(hub, subscriber, transport, observe_latency)
         closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
         await transport.close(closing.close_code, closing.reason)
     finally:
         connection_scope.cancel()
-
-
-async def _send_events(hub: Hub, transport: Transport, frames: list[str], *, batch: bool) -> None:
-    """Send encoded events: one as itself, several as one ``batch`` frame (when ``batch``)."""
-    if len(frames) == 1 or not batch:
-        for frame in frames:
-            await transport.send(frame)
-        hub.count_written(len(frames), len(frames))
-    else:
-        await transport.send(encode_batch(frames))
-        hub.count_written(1, len(frames))
 
 
 async def _drain(
@@ -325,124 +316,52 @@ async def _drain(
     transport: Transport,
     observe_latency: LatencyObserver | None,
 ) -> None:
-    """Send outbox entries until the hub closes the outbox.
+    """Send what the hub queues until it closes the outbox.
 
-    A batching client is written by the hub's tick whenever the hub has one, the transport can
-    send without waiting, and nothing is queued (see :func:`_coalesce`); this writer steps in
-    when the tick hands the client back: the socket did not take a frame at once, or a reply
-    waits. A batching client gets everything queued when the writer wakes, as one frame.
+    Everything waiting goes out in one write (one ``batch`` frame per bundle for a client that
+    opted in), and then the client is handed back to the hub's pass, which writes to it
+    directly for as long as its socket keeps up.
     """
-    inbox = subscriber.inbox
-    batch = subscriber.batch
-    tick_writes = batch and transport.sends_nowait
+    outbox = subscriber.outbox
     while True:
-        if tick_writes and not subscriber.queued and hub.can_park(subscriber):
-            await _coalesce(hub, subscriber, transport, observe_latency)
-            if subscriber.closing is not None:
-                return
-            continue
-        waited = False
-        try:  # after a hand-back events may be waiting: no extra scheduling round for them
-            first = inbox.receive_nowait()
-        except trio.WouldBlock:
-            waited = True
-            try:
-                first = await inbox.receive()
-            except trio.EndOfChannel:
-                return
+        try:
+            bundles = await outbox.take()
         except trio.EndOfChannel:
             return
         if subscriber.closing is not None:
             return
-        _took(subscriber, first)
-        entries = list(first.entries)
-        if batch:
-            entries += _flatten(_take_queued(subscriber))
-        if batch:
-            await _send_events(hub, transport, [entry.frame for entry in entries], batch=True)
-        else:
-            for entry in entries:  # one frame each, until the hub closes the connection
-                if subscriber.closing is not None:
-                    return
-                await _send_events(hub, transport, [entry.frame], batch=False)
-        if observe_latency is not None:
-            observe_latency(trio.current_time() - entries[0].created)
-        if not waited:
-            await trio.lowlevel.checkpoint()  # one per frame at least, as ``receive`` would
+        await _send_bundles(hub, transport, subscriber, bundles)
+        if observe_latency is not None and bundles[0].entries:
+            observe_latency(trio.current_time() - bundles[0].entries[0].created)
+        hub.writer_idle(subscriber)
 
 
-async def _coalesce(
-    hub: Hub,
-    subscriber: Subscriber,
-    transport: Transport,
-    observe_latency: LatencyObserver | None,
+async def _send_texts(hub: Hub, transport: Transport, frames: list[str]) -> None:
+    """Send text frames: in one write when the transport writes bytes."""
+    raw = transport.raw
+    if raw is None or not await raw.write(b"".join(text_frame(f.encode()) for f in frames)):
+        for frame in frames:
+            await transport.send(frame)
+    hub.count_written(len(frames), len(frames))
+
+
+async def _send_bundles(
+    hub: Hub, transport: Transport, subscriber: Subscriber, bundles: Sequence[Bundle]
 ) -> None:
-    """Leave the writing to the hub's tick until it hands the connection back.
-
-    At every tick pass the hub calls ``write_nowait``, which sends everything queued since the
-    last one as one frame (a lone event as itself), without waiting. It hands back (returns
-    False) when the frame cannot be written without waiting: then this writer sends it, and
-    the connection's own back-pressure applies again. A checkpoint.
-    """
-    unsent: list[str] = []  # drained, but the transport could not take them without waiting
-    flush = False  # the last frame was only partly written
-
-    def write_nowait(tick: TickPass) -> bool:
-        nonlocal flush
-        if subscriber.closing is not None:
-            return False
-        bundles = _take_queued(subscriber)
-        if not bundles:
-            return True
-        # Subscribers that were handed the same bundles since the last tick (all those that
-        # keep up, as a rule) are written the same text: it is built once per tick.
-        frame = tick.frames.get(bundles)
-        if frame is None:
-            entries = _flatten(bundles)
-            text = (
-                entries[0].frame
-                if len(entries) == 1
-                else encode_batch([entry.frame for entry in entries])
-            )
-            frame = tick.frames[bundles] = SharedFrame(text, len(entries), entries[0].created)
-        sent = transport.send_nowait(frame.text)
-        if sent is Sent.REFUSED:
-            unsent.extend(entry.frame for entry in _flatten(bundles))
-            return False
-        tick.frames_out += 1
-        tick.messages_out += frame.events
-        if observe_latency is not None:
-            observe_latency(tick.now - frame.created)
-        flush = sent is Sent.PARTLY
-        return not flush
-
-    try:
-        await hub.park(subscriber, write_nowait)
-    finally:
-        hub.unpark(subscriber)
-    if flush:
-        await transport.flush()
-    if unsent:
-        await _send_events(hub, transport, unsent, batch=True)
-
-
-def _take_queued(subscriber: Subscriber) -> tuple[Bundle, ...]:
-    """Everything in the subscriber's outbox right now, taken without waiting."""
-    if not subscriber.queued:
-        return ()
-    receive_nowait = subscriber.inbox.receive_nowait
-    bundles = []
-    while subscriber.queued:  # every bundle holds an event: no WouldBlock to raise and catch
-        bundle = receive_nowait()
-        _took(subscriber, bundle)
-        bundles.append(bundle)
-    return tuple(bundles)
-
-
-def _took(subscriber: Subscriber, bundle: Bundle) -> None:
-    subscriber.queued -= len(bundle.entries)
-    subscriber.queued_bytes -= bundle.size
-
-
-def _flatten(bundles: Sequence[Bundle]) -> list[Outgoing]:
-    return [entry for bundle in bundles for entry in bundle.entries]
+    """Send queued bundles: in one write when the transport writes bytes. A batching client
+    gets all of them in one ``batch`` frame."""
+    batch = subscriber.batch
+    if batch and len(bundles) > 1:
+        bundles = [Bundle([entry for bundle in bundles for entry in bundle.entries])]
+    messages = sum(len(bundle.entries) for bundle in bundles)
+    frames = sum(1 for bundle in bundles if bundle.entries) if batch else messages
+    raw = transport.raw
+    if raw is not None and await raw.write(b"".join(bundle.wire(batch) for bundle in bundles)):
+        hub.count_written(frames, messages)
+        return
+    for bundle in bundles:
+        for text in bundle.texts(batch):
+            if subscriber.closing is not None:  # evicted meanwhile: the rest is not sent
+                return
+            await transport.send(text)
+            hub.count_written(1, len(bundle.entries) if batch else 1)

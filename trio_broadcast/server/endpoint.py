@@ -20,7 +20,6 @@ from ._hypercorn import CLOSE_EVENT, DIRECT_SEND, DirectSender
 from .connection import (
     ConnectParams,
     LatencyObserver,
-    Sent,
     TransportClosed,
     TransportFailed,
     run_connection,
@@ -41,14 +40,15 @@ Send = Callable[[Message], Awaitable[None]]
 class AsgiTransport:
     """An accepted ASGI WebSocket as a :class:`.connection.Transport`.
 
-    Writes without waiting through the server's ``DIRECT_SEND`` scope extension when it offers
-    one (see :mod:`._hypercorn`); otherwise :meth:`send_nowait` always refuses.
+    Writes frames as bytes through the server's ``DIRECT_SEND`` scope extension when it offers
+    one and the connection can take them (see :mod:`._hypercorn`); otherwise ``raw`` is None
+    and every frame is an ASGI ``websocket.send``.
     """
 
     def __init__(self, receive: Receive, send: Send, direct: DirectSender | None = None) -> None:
         self._receive = receive
         self._send = send
-        self._direct = direct
+        self.raw = direct if direct is not None and direct.usable() else None
 
     async def receive(self) -> str | bytes | None:
         message = await self._receive()
@@ -67,22 +67,6 @@ class AsgiTransport:
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
-
-    @property
-    def sends_nowait(self) -> bool:
-        return self._direct is not None
-
-    def send_nowait(self, frame: str) -> Sent:
-        if self._direct is None:
-            return Sent.REFUSED
-        left = self._direct.send_nowait(frame)
-        if left < 0:
-            return Sent.REFUSED
-        return Sent.PARTLY if left else Sent.WHOLE
-
-    async def flush(self) -> None:
-        if self._direct is not None:
-            await self._direct.flush()
 
 
 async def serve_events(

@@ -37,8 +37,12 @@ class HubCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_connections", "Clients connected", value=stats.connections
         )
+        # Not ``_connections``: a counter's family name is its name without ``_total``, and
+        # OpenMetrics refuses a counter and a gauge that share one.
         yield CounterMetricFamily(
-            f"{PREFIX}_connections", "Clients accepted since start", value=stats.connections_total
+            f"{PREFIX}_connections_accepted",
+            "Clients accepted since start",
+            value=stats.connections_total,
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_open_sessions",
@@ -99,8 +103,9 @@ class LatencyHistogram(Collector):
     """A Prometheus histogram whose :meth:`observe` is a bisect and two additions.
 
     ``prometheus_client.Histogram`` takes a lock and goes through several layers per
-    observation, several microseconds; this one is observed once per frame written, by the hub's
-    tick for a thousand clients in one pass. Single-threaded use only (the server's trio thread).
+    observation, several microseconds; this one is observed for every write, and once per pass
+    of the hub's broadcaster for all the clients it wrote. Single-threaded use only (the
+    server's trio thread).
     """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
@@ -110,9 +115,10 @@ class LatencyHistogram(Collector):
         self._counts = [0] * (len(self._bounds) + 1)  # the last one: above every bound
         self._sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
-        self._sum += seconds
+    def observe(self, seconds: float, count: int = 1) -> None:
+        """Record ``count`` deliveries that each took ``seconds``."""
+        self._counts[bisect.bisect_left(self._bounds, seconds)] += count
+        self._sum += seconds * count
 
     def collect(self) -> Iterator[Metric]:
         cumulative = list(itertools.accumulate(self._counts))

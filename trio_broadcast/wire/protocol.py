@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from ..errors import ErrorCode, ProtocolError
+from .frames import text_frame
 
 MAX_ID_LENGTH = 64  # characters in a client-chosen publish ``id``
 PUBLISH_FIELDS = frozenset({"message", "id"})
@@ -98,14 +99,16 @@ class Outgoing:
     """One server frame, encoded once; a broadcast's instance is shared by every outbox."""
 
     frame: str  # the JSON text sent on the wire
-    size: int  # len(frame) in UTF-8 bytes, counted against outbox_bytes
+    wire: bytes  # the whole WebSocket frame a server sends: header and UTF-8 payload
+    size: int  # UTF-8 bytes of ``frame``, counted against outbox_bytes
     created: float  # trio.current_time() when accepted, for the latency histogram
     seq: int = 0  # broadcast sequence number; 0 for frames that are not broadcasts
 
     @classmethod
     def of(cls, frame: str, created: float, seq: int = 0) -> Outgoing:
-        size = len(frame) if frame.isascii() else len(frame.encode())
-        return cls(frame=frame, size=size, created=created, seq=seq)
+        payload = frame.encode()
+        wire = text_frame(payload)
+        return cls(frame=frame, wire=wire, size=len(payload), created=created, seq=seq)
 
 
 def format_timestamp(unix_time: float) -> str:
