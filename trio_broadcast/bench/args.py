@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("url", nargs="?", metavar="URL", help="server to load (or use --spawn)")
     parser.add_argument("--spawn", action="store_true", help="start a server subprocess")
+    parser.add_argument(
+        "--reference",
+        choices=["node"],
+        default=None,
+        help="with --spawn: start the reference peer instead (the same protocol on Node's ws, "
+        "from frontend/node_modules), to measure both on this machine in one session",
+    )
     parser.add_argument("-s", "--subscribers", type=_count, default=100, metavar="S")
     parser.add_argument("-p", "--publishers", type=_count, default=1, metavar="P")
     parser.add_argument(

@@ -54,6 +54,7 @@ import traceback
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -940,13 +941,19 @@ def _worker_main(spec: WorkerSpec, commands: Any, out: Any) -> None:
 class SpawnedServer:
     """``python -m trio_broadcast serve`` as a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], *, reference: str | None = None) -> None:
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix="trio-broadcast-bench-", suffix=".log", delete=False
         )
         command = [sys.executable, "-m", "trio_broadcast", "serve", "--host", "127.0.0.1"]
         command += ["--port", "0", *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        env = None
+        if reference == "node":  # the reference peer, with the same load (see reference_ws.mjs)
+            command = ["node", str(Path(__file__).with_name("reference_ws.mjs")), "0"]
+            env = {**os.environ, "WS_MODULE_DIR": str(_ws_module_dir())}
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env
+        )
         self.url = self._wait_ready()
 
     def _wait_ready(self) -> str:
@@ -979,6 +986,18 @@ class SpawnedServer:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+def _ws_module_dir() -> Path:
+    """Where Node finds the ``ws`` package: $TRIO_BROADCAST_WS_MODULE_DIR, or the UI's
+    node_modules (``frontend/`` of a checkout, from the working directory or this package)."""
+    configured = os.environ.get("TRIO_BROADCAST_WS_MODULE_DIR")
+    candidates = [Path(configured)] if configured else []
+    candidates += [Path.cwd() / "frontend", Path(__file__).parents[2] / "frontend"]
+    for folder in candidates:
+        if (folder / "node_modules" / "ws").is_dir():
+            return folder / "package.json"
+    raise RuntimeError("the reference peer needs the npm package ws: run `npm ci` in frontend/")
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -1072,7 +1091,7 @@ def run_bench(args: argparse.Namespace) -> int:
             limit = args.max_connections or max(10_000, connections + 100)
             server_args += ["--max-connections", str(limit), *args.server_arg]
             try:
-                server = SpawnedServer(server_args)
+                server = SpawnedServer(server_args, reference=args.reference)
             except RuntimeError as error:
                 print(f"trio-broadcast bench: {error}", file=sys.stderr)
                 return 3
