@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .session import (
         Ack,
+        CertificateError,
         Client,
         ClientClosedError,
         ClientError,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         RateLimitedError,
         ReconnectPolicy,
         ServerProtocolError,
+        TLSError,
         open_client,
     )
 
@@ -50,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Ack",
+    "CertificateError",
     "Client",
     "ClientClosedError",
     "ClientError",
@@ -75,5 +78,6 @@ __all__ = [
     "RateLimitedError",
     "ReconnectPolicy",
     "ServerProtocolError",
+    "TLSError",
     "open_client",
 ]

@@ -17,7 +17,8 @@ EXIT_CODES = {  # the one list: each command's --help shows the codes it can ret
     EXIT_OK: "done",
     EXIT_PUBLISH_FAILED: "a message was refused or may not have been broadcast",
     EXIT_USAGE: "usage error, or an invalid URL",
-    EXIT_CONNECT: "cannot connect (refused, unreachable, timeout, closed before the welcome)",
+    EXIT_CONNECT: "cannot connect (refused, unreachable, timeout, untrusted TLS certificate, "
+    "closed before the welcome)",
     EXIT_REJECTED: "the server refused the WebSocket handshake (HTTP 403: Origin not allowed, ...)",
     EXIT_LOST: "the connection was lost and --no-reconnect was given",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
@@ -112,12 +113,49 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--origin", help="send this Origin header (as a browser would; normally none)"
     )
     parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="'NAME: VALUE'",
+        help="send this header with the handshake, e.g. a token for a proxy (repeatable)",
+    )
+    parser.add_argument(
+        "--cafile",
+        type=_ca_file,
+        metavar="FILE",
+        help="wss://: trust the CA certificates in this PEM file (instead of the system's)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss://: do not verify the server's certificate (encrypted, but not authenticated)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_seconds,
         default=10.0,
         metavar="SECONDS",
         help="for the TCP and WebSocket handshakes (default: 10)",
     )
+
+
+def _ca_file(path: str) -> str:
+    import ssl  # only when the option is given
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        message = f"cannot load CA certificates from {path}: {error}"
+        raise argparse.ArgumentTypeError(message) from None
+    return path
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"not 'NAME: VALUE': {text!r}")
+    return name.strip(), value.strip()
 
 
 def _seconds(text: str) -> float:

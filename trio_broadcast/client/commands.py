@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from .args import (
 )
 from .session import (
     Ack,
+    CertificateError,
     Client,
     ClientError,
     Connected,
@@ -95,11 +97,28 @@ def _report(error: ClientError) -> int:
         )
     if isinstance(error, HandshakeRejectedError):
         return _fail(str(error), EXIT_REJECTED)
+    if isinstance(error, CertificateError):
+        return _fail(
+            f"{error}\n  trust the server's CA with --cafile FILE, or skip the check with "
+            "--insecure",
+            EXIT_CONNECT,
+        )
     if isinstance(error, ConnectError):
         return _fail(str(error), EXIT_CONNECT)
     if isinstance(error, ConnectionLostError):
         return _fail(str(error), EXIT_LOST)
     return _fail(str(error), EXIT_PUBLISH_FAILED)
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context ``--cafile`` / ``--insecure`` ask for; None: the system's defaults."""
+    if args.cafile is None and not args.insecure:
+        return None
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @asynccontextmanager
@@ -108,6 +127,8 @@ async def _connect(args: argparse.Namespace, **options: Any) -> AsyncIterator[Cl
         args.url,
         batch=not args.no_batch,
         origin=args.origin,
+        headers=args.header,
+        ssl_context=_ssl_context(args),
         connect_timeout=args.connect_timeout,
         **options,
     ) as client:

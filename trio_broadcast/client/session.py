@@ -36,7 +36,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ from trio_websocket import (
 from .state import (
     Ack,
     Backoff,
+    CertificateError,
     ClientClosedError,
     ClientError,
     ClientState,
@@ -85,12 +87,14 @@ from .state import (
     ReconnectPolicy,
     ServerProtocolError,
     Settled,
+    TLSError,
     describe_close,
     websocket_url,
 )
 
 __all__ = [
     "Ack",
+    "CertificateError",
     "Client",
     "ClientClosedError",
     "ClientError",
@@ -116,6 +120,7 @@ __all__ = [
     "RateLimitedError",
     "ReconnectPolicy",
     "ServerProtocolError",
+    "TLSError",
     "open_client",
 ]
 
@@ -123,6 +128,18 @@ MIB = 1024 * 1024
 PROTOCOL_ERROR = 1002  # WebSocket close code: we could not understand the server
 ABNORMAL_CLOSURE = 1006  # what trio-websocket reports when there was no close frame
 RECEIVE_BYTES = 64 * 1024  # read size; trio-websocket's 4 KiB default costs a loop per 4 KiB
+HANDSHAKE_HEADERS = frozenset(  # written by the handshake itself: never given as extra headers
+    {
+        "host",
+        "origin",  # the ``origin`` argument
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
 
 
 def _resource(url: str) -> str:
@@ -162,6 +179,34 @@ def _connect_error(error: BaseException, url: str, timeout: float) -> ConnectErr
     return ConnectError(f"cannot connect to {url}: {cause or error!r}")
 
 
+def _tls_error(error: BaseException, url: str) -> TLSError:
+    """A failed TLS handshake (trio wraps the ``ssl`` error) as the client's own error."""
+    cause = error.__cause__ if isinstance(error, trio.BrokenResourceError) else error
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        why = cause.verify_message or cause.reason or str(cause)
+        return CertificateError(f"cannot verify the TLS certificate of {url}: {why}")
+    if isinstance(cause, ssl.SSLError):
+        why = cause.reason or str(cause)
+        if why == "WRONG_VERSION_NUMBER":
+            why = "the server does not speak TLS on this port (ws:// instead of wss://?)"
+        return TLSError(f"TLS handshake with {url} failed: {why}")
+    return TLSError(f"TLS handshake with {url} failed: the connection was closed")
+
+
+def _handshake_headers(
+    origin: str | None, headers: Iterable[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """The extra request headers, checked: no handshake header, no line breaks."""
+    extra = [(b"origin", origin.encode())] if origin is not None else []
+    for name, value in headers:
+        if name.strip().lower() in HANDSHAKE_HEADERS:
+            raise ValueError(f"the {name} header is written by the handshake itself")
+        if any(char in name + value for char in "\r\n\0") or not name.strip() or ":" in name:
+            raise ValueError(f"not a valid header: {name!r}: {value!r}")
+        extra.append((name.strip().encode("latin-1"), value.strip().encode("latin-1")))
+    return extra
+
+
 def _refused(error: BaseException | None) -> bool:
     """Whether every address refused (trio chains the per-address errors as the cause)."""
     if isinstance(error, ConnectionRefusedError):
@@ -194,6 +239,8 @@ class Client:
         send_timeout: float = 10.0,
         keepalive: float | None = 30.0,
         origin: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        ssl_context: ssl.SSLContext | None = None,
         max_frame_bytes: int = 64 * MIB,
         rng: random.Random | None = None,
     ) -> None:
@@ -207,7 +254,8 @@ class Client:
         self._close_timeout = close_timeout  # seconds for the closing handshake
         self._send_timeout = send_timeout  # seconds a publish frame may take to send
         self._keepalive = keepalive  # seconds between pings; None: no pings
-        self._headers = [(b"origin", origin.encode())] if origin is not None else []
+        self._headers = _handshake_headers(origin, headers)  # sent with every handshake
+        self._ssl_context = ssl_context  # for wss://; None: the system's trusted CAs
         self._max_frame_bytes = max_frame_bytes  # largest server frame accepted
         self._events_send, self._events_receive = trio.open_memory_channel[Event](event_buffer)
         self._conn: _Connection | None = None  # the current connection, if any
@@ -473,9 +521,20 @@ class Client:
         port = parts.port or (443 if secure else 80)
         try:
             with trio.fail_after(self._connect_timeout):
-                if secure:
-                    return await trio.open_ssl_over_tcp_stream(host, port, https_compatible=True)
-                return await trio.open_tcp_stream(host, port)
+                if not secure:
+                    return await trio.open_tcp_stream(host, port)
+                stream = await trio.open_ssl_over_tcp_stream(
+                    host, port, ssl_context=self._ssl_context, https_compatible=True
+                )
+                try:
+                    await stream.do_handshake()  # here, so that its failure is told as such
+                except trio.BrokenResourceError as error:
+                    await trio.aclose_forcefully(stream)
+                    raise _tls_error(error, self.url) from error
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+                return stream
         except trio.TooSlowError:
             raise _connect_error(ConnectionTimeout(), self.url, self._connect_timeout) from None
         except OSError as error:
@@ -492,7 +551,9 @@ class Client:
             except ConnectError as error:
                 failures += 1
                 first = not self._first_done.is_set()
-                permanent = isinstance(error, HandshakeRejectedError) and error.status < 500
+                permanent = isinstance(error, CertificateError) or (
+                    isinstance(error, HandshakeRejectedError) and error.status < 500
+                )
                 if first or permanent or not self._reconnect or self._backoff.exhausted(failures):
                     self._fail(error)
                     return
@@ -613,6 +674,8 @@ async def open_client(
     send_timeout: float = 10.0,
     keepalive: float | None = 30.0,
     origin: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    ssl_context: ssl.SSLContext | None = None,
     max_frame_bytes: int = 64 * MIB,
     rng: random.Random | None = None,
 ) -> AsyncIterator[Client]:
@@ -641,13 +704,20 @@ async def open_client(
         keepalive: seconds between the client's pings; a ping unanswered for as long drops
             the connection (a silent peer is otherwise never noticed). None: no pings.
         origin: an ``Origin`` header to send (browsers send one; scripts normally do not).
+        headers: more request headers for the handshake, e.g.
+            ``[("Authorization", "Bearer ...")]`` for a proxy that checks tokens (not the
+            handshake's own headers: ``ValueError``).
+        ssl_context: for ``wss://``: whom to trust, client certificates
+            (``ssl.create_default_context(cafile=...)``); default: the system's trusted CAs.
         max_frame_bytes: the largest server frame accepted.
         rng: random source for the backoff jitter (tests pass a seeded one).
 
     Raises:
         InvalidURLError: ``url`` is not usable.
+        ValueError: a header in ``headers`` is not allowed.
         ConnectError: the first connection failed (refused, timeout, HTTP refusal such as
-            :class:`OriginRejectedError`, or closed before the welcome).
+            :class:`OriginRejectedError`, :class:`CertificateError` for an untrusted
+            certificate, or closed before the welcome).
     """
     client = Client(
         url,
@@ -664,6 +734,8 @@ async def open_client(
         send_timeout=send_timeout,
         keepalive=keepalive,
         origin=origin,
+        headers=headers,
+        ssl_context=ssl_context,
         max_frame_bytes=max_frame_bytes,
         rng=rng,
     )

@@ -16,6 +16,8 @@ The exceptions the client raises, one tree::
     └── ClientError
         ├── InvalidURLError        the URL is not a ws://, wss://, http:// or https:// URL
         ├── ConnectError           could not connect (refused, DNS, timeout, HTTP refusal)
+        │   ├── TLSError                  the TLS handshake failed (``wss://``)
+        │   │   └── CertificateError      the server's certificate could not be verified
         │   └── HandshakeRejectedError    HTTP status instead of a WebSocket (``status``)
         │       └── OriginRejectedError   HTTP 403: this Origin is not allowed
         ├── ConnectionLostError    the connection ended and the client will not reconnect
@@ -64,6 +66,15 @@ class InvalidURLError(ClientError, ValueError):
 
 class ConnectError(ClientError):
     """The client could not open a connection."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake of a ``wss://`` connection failed."""
+
+
+class CertificateError(TLSError):
+    """The server's certificate could not be verified (untrusted issuer, wrong host name,
+    expired). Retrying does not help: trust its CA (``ssl_context``), or fix the URL."""
 
 
 class HandshakeRejectedError(ConnectError):
