@@ -15,7 +15,7 @@ import pytest
 import trio
 from certs import Certificates, make_certificates
 from conftest import RunningServer
-from support import connect, publish, receive_type
+from support import connect, publish, receive_type, server_process
 
 from trio_broadcast import Settings, serve
 from trio_broadcast.client.session import (
@@ -88,10 +88,13 @@ async def test_http_routes_are_served_over_tls(
 async def test_a_missing_or_wrong_certificate_fails_before_listening(
     tmp_path: Path, certificates: Certificates
 ) -> None:
+    ca_key = certificates.ca.with_name("ca.key")  # a key, but not the certificate's
     with pytest.raises(FileNotFoundError):
         await serve(Settings(port=0, certfile=str(tmp_path / "missing.pem")))
-    with pytest.raises(ssl.SSLError):  # a certificate without its key
+    with pytest.raises(ssl.SSLError, match="not a PEM certificate and key"):  # no key
         await serve(Settings(port=0, certfile=str(certificates.cert)))
+    with pytest.raises(ssl.SSLError, match="KEY_VALUES_MISMATCH"):
+        await serve(Settings(port=0, certfile=str(certificates.cert), keyfile=str(ca_key)))
 
 
 async def test_client_library_over_wss(
@@ -206,3 +209,14 @@ async def test_cli_trusts_a_cafile_or_skips_the_check_when_told(
         bad_ca = await cli("send", server.ws_url, "x", "--cafile", str(certificates.key))
         assert bad_ca.returncode == 2
         assert b"cannot load CA certificates" in bad_ca.stderr
+
+
+@pytest.mark.slow
+async def test_serve_command_listens_with_tls(certificates: Certificates) -> None:
+    async with server_process(
+        "--certfile", str(certificates.cert), "--keyfile", str(certificates.key)
+    ) as server:
+        assert server.url.startswith("https://127.0.0.1:")  # what it printed
+        sent = await cli("send", server.url, "hello", "--cafile", str(certificates.ca), "--json")
+        assert sent.returncode == 0, sent.stderr
+        assert b'"seq":1' in sent.stdout

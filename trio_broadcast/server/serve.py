@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -96,6 +97,22 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
+def load_tls(config: HypercornConfig) -> bool:
+    """Whether ``config`` serves TLS; loads its certificate and key now, to fail early.
+
+    Raises:
+        ssl.SSLError: the files are not a PEM certificate chain and its matching private key.
+        OSError: a file cannot be read (e.g. ``FileNotFoundError``).
+    """
+    try:
+        return config.create_ssl_context() is not None
+    except ssl.SSLError as error:
+        why = "not a PEM certificate and key" if error.reason is None else error.reason
+        raise ssl.SSLError(
+            f"cannot use certfile {config.certfile} with keyfile {config.keyfile}: {why}"
+        ) from error
+
+
 GC_YOUNG_THRESHOLD = 5_000  # allocations between young collections (CPython's default: 700)
 GC_MIDDLE_THRESHOLD = 4  # young collections between middle ones (CPython's default: 10)
 
@@ -136,7 +153,7 @@ async def serve(
     """
     app = app if app is not None else create_app(settings)
     config = hypercorn_config(settings)
-    secure = config.create_ssl_context() is not None  # loads certfile now: fail before binding
+    secure = load_tls(config)  # before binding: a bad certificate is a start-up failure
     sock = open_listener(settings)
     host, port = sock.getsockname()[:2]
     info = ServerInfo(host=host, port=port, secure=secure)
