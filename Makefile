@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv ui lint typecheck pytest test-frontend test-browser system-deps screenshot bench clean
+.PHONY: run test venv ui lint typecheck pytest test-lowest test-frontend test-browser system-deps screenshot bench dist clean
 
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
 
-test: venv ui system-deps lint typecheck pytest test-frontend test-browser
+test: venv ui system-deps lint typecheck pytest test-lowest test-frontend test-browser
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,28 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest
 
+# The integration tests on the lowest dependency versions pyproject.toml allows, in a venv of its
+# own (rebuilt only when the bounds change; the dev tools there are the newest).
+LOWEST ?= $(VENV)/lowest
+$(LOWEST)/installed: pyproject.toml .ci/lowest_requirements.py
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(PYTHON) .ci/lowest_requirements.py > $(LOWEST)/lowest.txt
+	$(LOWEST)/bin/pip install --quiet -r $(LOWEST)/lowest.txt pytest pytest-trio httpx hypothesis jsonschema
+	$(LOWEST)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test-lowest: $(LOWEST)/installed
+	$(LOWEST)/bin/pip freeze | grep -iE '^(trio|trio-websocket|hypercorn|quart|quart-trio|attrs|structlog|prometheus.client)=='
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests/integration
+
+# A release: the wheel in dist/, carrying the UI that setup.py builds (docs/deployment.md).
+dist: venv
+	rm -rf dist build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/python -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
+		sys.exit(0 if 'trio_broadcast/static/index.html' in names else 'no UI in ' + sys.argv[1])" dist/*.whl
+
 test-frontend: ui
 	cd frontend && npm test
 
@@ -53,4 +75,4 @@ bench: venv
 	$(BIN)/trio-broadcast bench --spawn
 
 clean:
-	rm -rf $(VENV) frontend/node_modules trio_broadcast/static
+	rm -rf $(VENV) frontend/node_modules trio_broadcast/static dist build
