@@ -49,6 +49,12 @@ async def _wait_for_signal() -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """``trio-broadcast serve``: 0 after a shutdown, 1 when it cannot start, 2 for a bad setting.
+
+    A failure to start (the port is taken, the address is not this host's, a file it needs
+    cannot be read) is one line on stderr, not a traceback: trio reports it wrapped in an
+    exception group, which is unwrapped here.
+    """
     try:
         settings = Settings.from_args(args)
     except ConfigError as error:
@@ -58,23 +64,43 @@ def run_serve(args: argparse.Namespace) -> int:
     from .server.serve import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
 
     tune_gc()
+    started = False
 
     async def main() -> None:
+        nonlocal started
         async with trio.open_nursery() as nursery:
             info: ServerInfo = await nursery.start(
                 partial(serve, settings, shutdown_trigger=_wait_for_signal)
             )
+            started = True
             print(f"trio-broadcast listening on {info.url}", flush=True)
 
     try:
         trio.run(main)
-    except OSError as error:
+    except (OSError, BaseExceptionGroup) as error:
+        cause = None if started else startup_error(error)
+        if cause is None:
+            raise
         print(
-            f"trio-broadcast: cannot listen on {settings.host}:{settings.port}: {error}",
+            f"trio-broadcast: cannot start on {settings.host}:{settings.port}: {cause}",
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def startup_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` that stopped the server starting, unwrapped from trio's exception groups.
+
+    None when ``error`` is (or holds) anything but OSErrors: that is a bug, for a traceback.
+    """
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        causes = [startup_error(inner) for inner in error.exceptions]
+        if causes and all(cause is not None for cause in causes):
+            return causes[0]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,58 +1,122 @@
 """The app for the plain Hypercorn CLI, configured from ``TRIO_BROADCAST_*`` variables::
 
-    hypercorn --config python:trio_broadcast.hypercorn_conf trio_broadcast.asgi:app
+    hypercorn --config python:trio_broadcast.server.hypercorn_conf trio_broadcast.server.asgi:app
 
-One process holds the whole audience (the hub is in memory), so a second Hypercorn worker of the
-same master refuses to start: its start-up fails, and Hypercorn then stops every worker with an
-error instead of silently splitting clients between hubs that cannot see each other.
+What this module adds for a Hypercorn master and its worker processes:
+
+- **One worker.** One process holds the whole audience (the hub is in memory), so a second
+  worker of the same master refuses to start: it prints one line and exits with status 3 while
+  Hypercorn imports the app, and Hypercorn then stops every worker and exits non-zero, instead of
+  silently splitting clients between hubs that cannot see each other. The lock the workers
+  compete for is an abstract Unix socket (Linux): it leaves no file behind.
+- **1001 on shutdown.** On SIGTERM or SIGINT the master sets an event that its workers poll; the
+  app watches the same event and closes every client with 1001 at once, as
+  ``trio-broadcast serve`` does, instead of leaving them to Hypercorn's ``graceful_timeout`` and
+  a 1011. Under ``hypercorn -w 0`` (no master) there is no such event: see docs/deployment.md.
+- **One-line start-up errors.** An invalid ``TRIO_BROADCAST_*`` value prints one line and exits
+  with status 2, not a traceback.
 """
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
-import tempfile
-from typing import IO
+import socket
+import sys
+from typing import NoReturn, Protocol
 
 import structlog
+import trio
 
+from ..errors import ConfigError
 from ..logs import configure_logging
 from .app import BroadcastApp, create_app
 from .config import Settings
 
 log = structlog.get_logger("trio_broadcast.server.asgi")
 
-settings = Settings.from_env()
+EXIT_INVALID_SETTING = 2  # as ``trio-broadcast serve``
+EXIT_SECOND_WORKER = 3
+SHUTDOWN_POLL_INTERVAL = 0.1  # seconds; Hypercorn's workers poll the event this often too
+
+
+class _SharedEvent(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    """Stop the process while Hypercorn imports the app: one line, no traceback.
+
+    Hypercorn imports the app before it starts trio, so the ``SystemExit`` leaves the process
+    directly (a worker process exits with ``status``; its master then stops the others).
+    """
+    print(f"trio-broadcast: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
+def _take_worker_lock() -> socket.socket | None:
+    """Bind a name shared by the workers of one Hypercorn master; exit if another worker has it.
+
+    The name is an abstract Unix socket address (Linux): the kernel frees it when the process
+    ends, however it ends, so nothing is left in the file system. Start-up only; never blocks.
+    Returns the bound socket (keep it open for the life of the worker), or None when this
+    process has no master (``hypercorn -w 0``, or a program embedding the app).
+    """
+    if multiprocessing.parent_process() is None:
+        return None
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0trio-broadcast-workers-{os.getppid()}")
+    except OSError:
+        lock.close()
+        _fail(
+            "refusing to start a second Hypercorn worker: trio-broadcast keeps its audience in "
+            "one process, and several workers would split clients into groups that never see "
+            "each other's messages; run Hypercorn with one worker (-w 1)",
+            EXIT_SECOND_WORKER,
+        )
+    return lock
+
+
+def hypercorn_shutdown_event() -> _SharedEvent | None:
+    """The event a Hypercorn master sets to stop its workers (on SIGTERM/SIGINT), if any.
+
+    Hypercorn (0.17, 0.18: ``hypercorn.run._populate``) starts each worker process with the
+    event as its target's ``shutdown_event`` argument, so it is in this process's own
+    ``multiprocessing`` record. None when there is none (no master, or another Hypercorn).
+    """
+    kwargs = getattr(multiprocessing.current_process(), "_kwargs", None)
+    event = kwargs.get("shutdown_event") if isinstance(kwargs, dict) else None
+    return event if callable(getattr(event, "is_set", None)) else None
+
+
+async def close_clients_on_shutdown(app: BroadcastApp, event: _SharedEvent) -> None:
+    """Wait for the master's shutdown event, then close every client with 1001.
+
+    Runs in the app's nursery until the event is set or the app stops; cancelling it is safe.
+    """
+    # Set by another process, so not awaitable: polled, as Hypercorn's own workers poll it.
+    while not event.is_set():  # noqa: ASYNC110
+        await trio.sleep(SHUTDOWN_POLL_INTERVAL)
+    log.info("shutting_down", connections=app.hub.connection_count)
+    app.hub.close_all()
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        _fail(f"invalid setting: {error}", EXIT_INVALID_SETTING)
+
+
+settings = _settings()
 configure_logging(settings.log_level, json=settings.log_json)
+_worker_lock = _take_worker_lock()  # held for the life of the worker
 app: BroadcastApp = create_app(settings)
-_worker_lock: IO[bytes] | None = None  # held for the life of the worker
 
 
 @app.before_serving
-async def refuse_a_second_worker() -> None:
-    _take_worker_lock()
-
-
-def _take_worker_lock() -> None:
-    """Take a lock shared by the workers of one Hypercorn master; fail if another holds it.
-
-    Start-up only (a local file, no network): blocking here is fine.
-    """
-    global _worker_lock
-    if multiprocessing.parent_process() is None:
-        return  # no master: ``hypercorn -w 0`` or an embedding program
-    path = os.path.join(tempfile.gettempdir(), f"trio-broadcast-workers-{os.getppid()}.lock")
-    handle = open(path, "wb")  # noqa: SIM115 - kept open: the lock lives as long as the worker
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        message = (
-            "trio-broadcast keeps its audience in one process: run Hypercorn with one worker "
-            "(-w 1); several workers would split clients into groups that never see each "
-            "other's messages"
-        )
-        log.critical("second_worker_refused", detail=message)
-        raise RuntimeError(message) from None
-    _worker_lock = handle
+async def watch_for_shutdown() -> None:
+    event = hypercorn_shutdown_event()
+    if event is not None:
+        app.nursery.start_soon(close_clients_on_shutdown, app, event)

@@ -1,17 +1,68 @@
 """Hypercorn settings derived from ``TRIO_BROADCAST_*`` variables, for the plain Hypercorn CLI::
 
-    hypercorn --config python:trio_broadcast.hypercorn_conf trio_broadcast.asgi:app
+    hypercorn --config python:trio_broadcast.server.hypercorn_conf trio_broadcast.server.asgi:app
 
 Hypercorn reads the module-level names below as its configuration. They come from
-:func:`.server.hypercorn_config`, the same mapping ``trio-broadcast serve`` uses.
+:func:`.serve.hypercorn_config`, the same mapping ``trio-broadcast serve`` uses.
+
+Hypercorn's master imports this module before it starts any worker, so start-up errors are
+caught here, as one line on stderr and a non-zero exit: an invalid setting (status 2), and
+``-w``/``--workers`` above 1 on the command line (status 3: one process holds the whole audience;
+:mod:`.asgi` refuses a second worker as well, for configurations that do not come through here,
+but Hypercorn 0.18 may then exit with status 0).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ..errors import ConfigError
 from .config import Settings
 from .serve import hypercorn_config
 
-_settings = Settings.from_env()
+EXIT_INVALID_SETTING = 2  # as ``trio-broadcast serve``
+EXIT_SEVERAL_WORKERS = 3  # as a second worker refused by .asgi
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    print(f"trio-broadcast: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
+def workers_from_argv(argv: Sequence[str]) -> int | None:
+    """The worker count given on Hypercorn's command line (``-w N``, ``-wN``, ``--workers[=]N``).
+
+    None when it is not given (or not a number: Hypercorn reports that itself).
+    """
+    for index, arg in enumerate(argv):
+        if arg in ("-w", "--workers"):
+            value = argv[index + 1] if index + 1 < len(argv) else ""
+        elif arg.startswith("--workers="):
+            value = arg.removeprefix("--workers=")
+        elif arg.startswith("-w") and len(arg) > 2:
+            value = arg[2:]
+        else:
+            continue
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as error:
+    _fail(f"invalid setting: {error}", EXIT_INVALID_SETTING)
+if (workers_from_argv(sys.argv[1:]) or 1) > 1:
+    _fail(
+        "refusing to run several Hypercorn workers: trio-broadcast keeps its audience in one "
+        "process, and several workers would split clients into groups that never see each "
+        "other's messages; run Hypercorn with one worker (-w 1)",
+        EXIT_SEVERAL_WORKERS,
+    )
 _config = hypercorn_config(_settings)
 
 worker_class = "trio"
