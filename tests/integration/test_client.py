@@ -402,7 +402,7 @@ async def test_a_silent_connection_is_detected_by_keepalive_and_replaced(
     with trio.fail_after(TIMEOUT):
         async with (
             proxy_to(server) as proxy,
-            open_client(proxy.url, policy=FAST, keepalive=0.1) as client,
+            open_client(proxy.url, policy=FAST, keepalive=0.5) as client,
             open_client(server.ws_url, receive=False) as publisher,
         ):
             await next_of(client, Connected)

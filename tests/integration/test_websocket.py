@@ -269,7 +269,10 @@ async def test_same_and_listed_origins_are_allowed(
         own = f"http://127.0.0.1:{server.info.port}".encode()
         for origin in (own, b"https://app.example"):
             async with connect(server.ws_url, extra_headers=[(b"Origin", origin)]) as ws:
-                await receive_type(ws, "welcome")
+                welcome = await receive_type(ws, "welcome")
+                assert welcome["connections"] == 1
+        stats = server.app.hub.statistics()
+        assert (stats.connections_total, stats.evictions) == (2, {})
 
 
 async def test_connection_limit_closes_newcomers_with_1013(

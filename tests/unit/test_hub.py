@@ -548,8 +548,17 @@ async def test_broadcast_that_cannot_be_encoded_does_not_break_resume(running: R
 
 async def test_wait_until_returns_at_once_when_the_predicate_holds() -> None:
     hub = make_hub()
-    with trio.fail_after(TIMEOUT):
+    returned: list[bool] = []
+
+    async def wait() -> None:
         await hub.wait_until(lambda: hub.connection_count == 0)
+        returned.append(True)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert returned == [True]  # nothing came or went: it did not wait for that
 
 
 async def test_wait_until_wakes_when_clients_come_and_go() -> None:
@@ -580,12 +589,21 @@ async def test_wait_until_wakes_when_clients_come_and_go() -> None:
 
 async def test_wait_until_wakes_when_sessions_open_and_close() -> None:
     hub = make_hub()
+    returned: list[int] = []
+
+    async def wait() -> None:
+        await hub.wait_until(lambda: hub.open_sessions == 0)
+        returned.append(hub.open_sessions)
+
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             hub.session_opened()
-            nursery.start_soon(hub.wait_until, lambda: hub.open_sessions == 0)
+            nursery.start_soon(wait)
             await trio.testing.wait_all_tasks_blocked()
+            assert returned == []
             hub.session_closed()
+            await trio.testing.wait_all_tasks_blocked()
+            assert returned == [0]
 
 
 async def test_statistics_count_what_happened(running: Running) -> None:
