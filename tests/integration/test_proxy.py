@@ -187,3 +187,39 @@ async def test_http_routes_through_nginx(
                 response += chunk
         assert response.startswith(b"HTTP/1.1 200"), response
         assert b'"status":"healthy"' in response.replace(b" ", b"")
+
+
+async def test_browser_origins_through_nginx(
+    server_factory: Callable[..., AbstractAsyncContextManager[RunningServer]], tmp_path: Path
+) -> None:
+    """nginx passes the browser's Host, so the page's own origin is recognised behind it: on an
+    address always, on a name when it is one of the server's public hosts."""
+    async with (
+        server_factory(public_hosts=("chat.example",)) as server,
+        run_nginx(server.info.port, tmp_path) as proxy_port,
+    ):
+        own = f"127.0.0.1:{proxy_port}"
+        async with connect(
+            f"ws://{own}/ws/events", extra_headers=[(b"Origin", f"http://{own}".encode())]
+        ) as ws:
+            await receive_type(ws, "welcome")
+        for name, status in (("chat.example", 101), ("evil.example", 403)):
+            host = f"{name}:{proxy_port}"
+            assert await upgrade_status(proxy_port, host, f"http://{host}") == status
+
+
+async def upgrade_status(port: int, host: str, origin: str) -> int:
+    """The status nginx relays for an upgrade request with these Host and Origin headers."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            f"GET /ws/events HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODw==\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n" not in head:
+            chunk = await stream.receive_some(1024)
+            assert chunk, "closed before a status line"
+            head += chunk
+    return int(head.split(b" ", 2)[1])

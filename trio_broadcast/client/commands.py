@@ -92,7 +92,7 @@ def _report(error: ClientError) -> int:
     if isinstance(error, OriginRejectedError):
         return _fail(
             f"{error}\n  the server does not allow this Origin; add it to the server's "
-            "--allowed-origins, or send none",
+            "--allowed-origins (or its host name to --public-hosts), or send none",
             EXIT_REJECTED,
         )
     if isinstance(error, HandshakeRejectedError):
