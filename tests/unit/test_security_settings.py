@@ -7,6 +7,7 @@ import argparse
 
 import pytest
 
+from trio_broadcast.cli import build_parser
 from trio_broadcast.errors import ConfigError
 from trio_broadcast.server.config import Settings, add_arguments
 from trio_broadcast.server.serve import ServerInfo, hypercorn_config
@@ -70,3 +71,30 @@ def test_a_secure_server_has_https_and_wss_urls() -> None:
     assert ServerInfo("127.0.0.1", 8443, secure=True).ws_url == "wss://127.0.0.1:8443/ws/events"
     assert ServerInfo("::1", 8000).url == "http://[::1]:8000"
     assert ServerInfo("::1", 8000).ws_url == "ws://[::1]:8000/ws/events"
+
+
+def test_client_options_parse() -> None:
+    args = build_parser().parse_args(
+        ["listen", "wss://h/", "--insecure", "--header", "Authorization: Bearer a:b"]
+    )
+    assert args.insecure
+    assert args.cafile is None
+    assert args.header == [("Authorization", "Bearer a:b")]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--header", "Origin: https://x.example"],
+        ["--header", "Sec-WebSocket-Protocol: x"],
+        ["--header", "no colon"],
+        ["--cafile", "/nonexistent/ca.pem"],
+    ],
+)
+def test_bad_client_options_are_usage_errors(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["send", "wss://h/", "x", *option])
+    assert exited.value.code == 2
+    assert option[0] in capsys.readouterr().err

@@ -151,10 +151,17 @@ def _ca_file(path: str) -> str:
     return path
 
 
+_OWN_HEADERS = {"host", "origin", "upgrade", "connection"}  # and sec-websocket-*: the library's
+
+
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     if not colon or not name.strip():
         raise argparse.ArgumentTypeError(f"not 'NAME: VALUE': {text!r}")
+    lowered = name.strip().lower()
+    if lowered in _OWN_HEADERS or lowered.startswith("sec-websocket-"):
+        hint = " (use --origin)" if lowered == "origin" else ""
+        raise argparse.ArgumentTypeError(f"{name.strip()} is set by the handshake itself{hint}")
     return name.strip(), value.strip()
 
 

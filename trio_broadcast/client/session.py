@@ -128,17 +128,8 @@ MIB = 1024 * 1024
 PROTOCOL_ERROR = 1002  # WebSocket close code: we could not understand the server
 ABNORMAL_CLOSURE = 1006  # what trio-websocket reports when there was no close frame
 RECEIVE_BYTES = 64 * 1024  # read size; trio-websocket's 4 KiB default costs a loop per 4 KiB
-HANDSHAKE_HEADERS = frozenset(  # written by the handshake itself: never given as extra headers
-    {
-        "host",
-        "origin",  # the ``origin`` argument
-        "upgrade",
-        "connection",
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-    }
+HANDSHAKE_HEADERS = frozenset(  # written by the handshake itself (and every sec-websocket-*)
+    {"host", "origin", "upgrade", "connection"}  # origin: the ``origin`` argument
 )
 
 
@@ -199,7 +190,8 @@ def _handshake_headers(
     """The extra request headers, checked: no handshake header, no line breaks."""
     extra = [(b"origin", origin.encode())] if origin is not None else []
     for name, value in headers:
-        if name.strip().lower() in HANDSHAKE_HEADERS:
+        lowered = name.strip().lower()
+        if lowered in HANDSHAKE_HEADERS or lowered.startswith("sec-websocket-"):
             raise ValueError(f"the {name} header is written by the handshake itself")
         if any(char in name + value for char in "\r\n\0") or not name.strip() or ":" in name:
             raise ValueError(f"not a valid header: {name!r}: {value!r}")
