@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import IO, Any, cast
 
 import trio
+from protocol_schema import check_server_frame
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
@@ -38,10 +39,12 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[WebSocketConnection]
 
 
 async def receive_json(ws: WebSocketConnection) -> JSON:
-    """The next frame, decoded; fails the test if it is not a JSON object."""
+    """The next frame, decoded; fails the test if it is not a JSON object the protocol's
+    AsyncAPI document describes (docs/asyncapi.json)."""
     frame = await ws.get_message()
     data = json.loads(frame)
     assert isinstance(data, dict), frame
+    check_server_frame(data)
     return cast(JSON, data)
 
 

@@ -23,6 +23,7 @@ log = structlog.get_logger("trio_broadcast.server.app")
 
 PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
 FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))
+ASYNCAPI = Path(str(resources.files("trio_broadcast") / "wire" / "asyncapi.json"))  # the protocol
 IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never change
 
 
@@ -105,6 +106,12 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "broadcaster_restarts": stats.restarts,
             "limits": settings.limits(),
         }
+
+    @app.get("/asyncapi.json")
+    async def asyncapi() -> Response:
+        response = await send_from_directory(ASYNCAPI.parent, ASYNCAPI.name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     @app.get("/metrics")
     async def metrics() -> Response:
