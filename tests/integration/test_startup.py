@@ -174,3 +174,20 @@ async def test_hypercorn_sigterm_closes_clients_with_1001_and_exits_0() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_unreadable_certificate_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    status, stderr = await _run([*SERVE, "--port", "0", "--certfile", str(missing)])
+    assert status == 1
+    assert len(stderr.splitlines()) == 1, stderr
+    assert f"cannot read certfile {missing}" in stderr
+
+
+async def test_file_that_is_no_certificate_is_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    status, stderr = await _run([*SERVE, "--port", "0", "--certfile", str(garbage)])
+    assert status == 1
+    assert len(stderr.splitlines()) == 1, stderr
+    assert f"cannot use certfile {garbage}" in stderr

@@ -111,6 +111,14 @@ def load_tls(config: HypercornConfig) -> bool:
         raise ssl.SSLError(
             f"cannot use certfile {config.certfile} with keyfile {config.keyfile}: {why}"
         ) from error
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # ssl names no file in its OSError: "[Errno 2] No such file or directory".
+        raise OSError(
+            error.errno,
+            f"cannot read certfile {config.certfile} or keyfile {config.keyfile}: {error.strerror}",
+        ) from error
 
 
 GC_YOUNG_THRESHOLD = 5_000  # allocations between young collections (CPython's default: 700)
