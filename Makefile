@@ -55,10 +55,11 @@ test-lowest: $(LOWEST)/installed
 	$(LOWEST)/bin/pip freeze | grep -iE '^(trio|trio-websocket|hypercorn|quart|quart-trio|attrs|structlog|prometheus.client)=='
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests/integration
 
-# A release: the wheel in dist/, carrying the UI that setup.py builds (docs/deployment.md).
+# A release: the sdist and the wheel in dist/, both carrying the UI that setup.py builds
+# (docs/deployment.md); the wheel is built from the sdist, as pip would.
 dist: venv
 	rm -rf dist build
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/python -m build --outdir dist .
 	$(BIN)/python -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
 		sys.exit(0 if 'trio_broadcast/static/index.html' in names else 'no UI in ' + sys.argv[1])" dist/*.whl
 
