@@ -227,6 +227,8 @@ class DirectSender:
     def __init__(self, ws: Any, server: Any) -> None:
         self._ws = ws  # the WSStream: protocol state
         self._server = server  # the TCPServer: the socket, its send lock, the pending tail
+        self._lock = server.send_lock  # Hypercorn's sends hold it
+        self._socket = server.stream.socket._sock  # the stdlib socket (non-blocking)
 
     def usable(self) -> bool:
         """Whether frames can be written as bytes now (the connection is open, plain)."""
@@ -238,17 +240,19 @@ class DirectSender:
         Returns -1 when nothing was written (the socket is full or failed, another send is
         under way, or the connection is not open), else the number of bytes written. A short
         write leaves the rest pending: it goes out before anything else is sent on the
-        connection (:meth:`write` sends it).
+        connection (:meth:`write` sends it). The hub's pass calls this once per client: it is
+        kept to the checks that matter and one ``send(2)``.
         """
         server = self._server
         if (
             server._pending_tail is not None
-            or server.send_lock.locked()
+            or self._lock.locked()
             or not _frames_plain_text(self._ws)
         ):
             return -1
-        sent = _write_nowait(server, data)
-        if not sent:  # would block, or failed: the connection's own send path reports it
+        try:
+            sent: int = self._socket.send(data)  # a closed socket's fd is -1: OSError
+        except OSError:  # full (BlockingIOError), reset, closed: the writer's path reports it
             return -1
         if sent < len(data):
             server._pending_tail = data[sent:]
@@ -283,13 +287,14 @@ def _offer_direct_send(scope: Any, send: Any) -> None:
 def _frames_plain_text(ws: Any) -> bool:
     """The WebSocket is open, with no extension and no message half sent: a text frame may be
     built outside wsproto."""
-    proto = ws.connection._proto if ws.state is ASGIWebsocketState.CONNECTED else None
+    if ws.closed or ws.state is not ASGIWebsocketState.CONNECTED:
+        return False
+    connection = ws.connection
+    proto = connection._proto
     return (
-        proto is not None
-        and not ws.closed
-        and ws.connection.state is ConnectionState.OPEN
-        and not proto.extensions
+        connection._state is ConnectionState.OPEN
         and proto._outbound_opcode is None
+        and not proto.extensions
     )
 
 

@@ -189,8 +189,8 @@ class Settings:
         default=0.0,
         validator=_non_negative,
         metadata=_help(
-            "least pause after each broadcaster pass, seconds (after a pass over 1 ms, half "
-            "its time if longer): messages gather meanwhile and go out together"
+            "least pause after each broadcaster pass, seconds (after a pass over 1 ms, a "
+            "quarter of its time if longer): messages gather meanwhile and go out together"
         ),
     )
     shutdown_timeout: float = attrs.field(

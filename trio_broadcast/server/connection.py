@@ -178,7 +178,9 @@ async def _serve_client(
         resume=params.since is not None,
         connections=hub.connection_count,
     )
-    client_closed: TransportClosed | None = None
+    # How the client closed: its code and reason (kept, not the exception: an exception held
+    # by a frame its traceback holds is a reference cycle, garbage until a full collection).
+    client_closed: tuple[int | None, str] | None = None
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -187,7 +189,7 @@ async def _serve_client(
             try:
                 reply_expected = await _read(hub, subscriber, transport)
             except TransportClosed as closed:
-                client_closed = closed
+                client_closed = closed.code, closed.reason
                 nursery.cancel_scope.cancel()  # nobody left to write to
         if client_closed is None and reply_expected:
             client_closed = await _await_close_reply(transport)
@@ -199,7 +201,7 @@ async def _serve_client(
         if closing is not None:  # we closed: our code
             by, code, reason = "server", int(closing.close_code), closing.reason
         elif client_closed is not None:
-            by, code, reason = "client", client_closed.code, client_closed.reason
+            by, (code, reason) = "client", client_closed
         else:  # cancelled
             by, code, reason = "server", None, "cancelled"
         log.info(
@@ -257,7 +259,7 @@ async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> bool:
     return True
 
 
-async def _await_close_reply(transport: Transport) -> TransportClosed | None:
+async def _await_close_reply(transport: Transport) -> tuple[int | None, str] | None:
     """After our close frame: discard what the client still sends until its close reply.
 
     Closing the socket while the client's frames are unread would reset it, and a reset can
@@ -269,7 +271,7 @@ async def _await_close_reply(transport: Transport) -> TransportClosed | None:
             try:
                 await transport.receive()
             except TransportClosed as closed:
-                return closed
+                return closed.code, closed.reason
             except TransportFailed as failure:
                 if not failure.wait_for_reply:
                     return None

@@ -60,7 +60,7 @@ log = structlog.get_logger("trio_broadcast.server.hub")
 INTAKE_SIZE = 1024  # published messages waiting for the broadcaster before readers block
 MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before the hub fails
 RESTART_WINDOW = 60.0  # seconds
-PASS_LOAD_FACTOR = 0.5  # after a long pass, the broadcaster pauses half as long as it took
+PASS_LOAD_FACTOR = 0.25  # after a long pass, the broadcaster pauses a quarter as long as it took
 LONG_PASS = 0.001  # seconds of CPU: a pass shorter than this is followed by no such pause
 
 
@@ -359,7 +359,7 @@ class Hub:
         text counted for bytes): a burst larger than an outbox then goes out in several bundles
         with a scheduling round between them, in which writers drain their outboxes, instead of
         overflowing every outbox at once. After each pass the broadcaster pauses for
-        ``write_delay``, or after a pass longer than ``LONG_PASS``, half as long as the pass
+        ``write_delay``, or after a pass longer than ``LONG_PASS``, a quarter as long as the pass
         took (CPU time) if that is longer: under load, messages gather during the pause and the
         next bundle carries more of them, so each write to a socket carries more frames instead
         of the writing taking over the CPU.
