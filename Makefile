@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv ui lint typecheck pytest test-lowest test-frontend test-browser system-deps screenshot bench dist clean
+.PHONY: run test venv ui lint typecheck pytest test-lowest conformance test-frontend test-browser system-deps screenshot bench dist clean
 
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
 
-test: venv ui system-deps lint typecheck pytest test-lowest test-frontend test-browser
+test: venv ui system-deps lint typecheck pytest test-lowest conformance test-frontend test-browser
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,22 @@ $(LOWEST)/installed: pyproject.toml .ci/lowest_requirements.py
 test-lowest: $(LOWEST)/installed
 	$(LOWEST)/bin/pip freeze | grep -iE '^(trio|trio-websocket|hypercorn|quart|quart-trio|attrs|structlog|prometheus.client)=='
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests/integration
+
+# Autobahn|Testsuite's fuzzing client (a Python 2.7 program, in a virtualenv of its own) against
+# an echo endpoint on the server's own stack (tests/conformance; docs/deployment.md).
+PY27 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/2.7*/bin/python2.7) $(shell command -v python2.7))
+AUTOBAHN ?= $(VENV)/autobahn
+$(AUTOBAHN)/installed:
+	@test -n "$(PY27)" || { echo "make conformance needs Python 2.7 (pyenv install 2.7.18)" >&2; exit 1; }
+	rm -rf $(AUTOBAHN)
+	$(PYTHON) -m venv $(AUTOBAHN)/tool
+	$(AUTOBAHN)/tool/bin/pip install --quiet virtualenv==20.15.1
+	$(AUTOBAHN)/tool/bin/virtualenv --quiet -p $(PY27) $(AUTOBAHN)/py2
+	$(AUTOBAHN)/py2/bin/pip install --quiet autobahntestsuite==25.10.1
+	touch $@
+
+conformance: venv $(AUTOBAHN)/installed
+	$(BIN)/python tests/conformance/run.py $(AUTOBAHN)/py2/bin/wstest --outdir build/autobahn
 
 # A release: the sdist and the wheel in dist/, both carrying the UI that setup.py builds
 # (docs/deployment.md); the wheel is built from the sdist, as pip would.
