@@ -148,6 +148,7 @@ class RawClient:
             if frame.opcode in (Opcode.TEXT, Opcode.CONTINUATION):
                 self._partial += str(frame.payload)
                 if frame.message_finished:
+                    check_server_frame(json.loads(self._partial))  # docs/asyncapi.json
                     self.messages.append(self._partial)
                     self._partial = ""
             elif frame.opcode is Opcode.CLOSE:
