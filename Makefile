@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv ui lint typecheck pytest test-lowest conformance test-frontend test-browser system-deps screenshot bench dist clean
+.PHONY: run test venv ui lint typecheck pytest test-unpatched test-lowest conformance test-frontend test-browser system-deps screenshot bench dist clean
 
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
 
-test: venv ui system-deps lint typecheck pytest test-lowest conformance test-frontend test-browser
+test: venv ui system-deps lint typecheck pytest test-unpatched test-lowest conformance test-frontend test-browser
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/pytest
+
+# The integration and fault tests again on Hypercorn's own send path: the shortcuts of
+# trio_broadcast/server/_hypercorn.py off, as with a Hypercorn or wsproto they do not know.
+test-unpatched: venv
+	TRIO_BROADCAST_SHORTCUTS=off $(BIN)/pytest -q -p no:cacheprovider tests/integration tests/faults
 
 # The integration tests on the lowest dependency versions pyproject.toml allows, in a venv of its
 # own (rebuilt only when the bounds change; the dev tools there are the newest).

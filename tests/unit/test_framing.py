@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from wsproto.frame_protocol import FrameProtocol
 
+from trio_broadcast.server import _hypercorn
 from trio_broadcast.wire.frames import client_text_frame, text_frame
 
 
@@ -22,3 +23,15 @@ def test_client_frame_is_masked_with_the_zero_key_and_parses(length: int) -> Non
     server_side.receive_bytes(client_text_frame(text.encode()))
     (frame,) = server_side.received_frames()
     assert frame.payload == text
+
+
+@pytest.mark.parametrize(("value", "expected"), [("off", False), ("0", False), ("", True)])
+def test_the_shortcuts_can_be_turned_off_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv(_hypercorn.SHORTCUTS_VARIABLE, value)
+    _hypercorn._shortcuts_apply.cache_clear()
+    try:
+        assert _hypercorn._shortcuts_apply() is expected
+    finally:
+        _hypercorn._shortcuts_apply.cache_clear()
