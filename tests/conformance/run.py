@@ -23,7 +23,6 @@ import trio
 from echo import ECHO_PATH, serve_echo_app  # beside this script, which Python puts on sys.path
 
 EXCLUDED = [
-    "9.*",  # throughput with messages up to 16 MiB: a benchmark, minutes long; BENCHMARKS.md
     "12.*",  # permessage-deflate, which the server does not negotiate (F4 in _hypercorn.py)
     "13.*",
 ]
@@ -39,7 +38,9 @@ EXPLAINED = {
 RUN_TIMEOUT = 900  # seconds for the whole fuzzing run
 
 
-async def run(wstest: str, cases: list[str], outdir: Path) -> dict[str, dict[str, object]]:
+async def run(
+    wstest: str, cases: list[str], excluded: list[str], outdir: Path
+) -> dict[str, dict[str, object]]:
     """Serve the echo app, run the fuzzing client against it; its per-case results."""
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve_echo_app)
@@ -49,7 +50,7 @@ async def run(wstest: str, cases: list[str], outdir: Path) -> dict[str, dict[str
                 {"agent": "trio-broadcast", "url": f"ws://127.0.0.1:{info.port}{ECHO_PATH}"}
             ],
             "cases": cases,
-            "exclude-cases": EXCLUDED,
+            "exclude-cases": excluded,
             "exclude-agent-cases": {},
         }
         spec_path = outdir / "fuzzingclient.json"
@@ -105,12 +106,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("wstest", help="the wstest program of autobahntestsuite")
     parser.add_argument("--cases", default="*", help="comma-separated case patterns (default: *)")
+    parser.add_argument(
+        "--exclude",
+        default=",".join(EXCLUDED),
+        help=f"comma-separated case patterns not to run (default: {','.join(EXCLUDED)})",
+    )
     parser.add_argument("--outdir", type=Path, help="where the report goes (default: a temp dir)")
     args = parser.parse_args()
     outdir = args.outdir or Path(tempfile.mkdtemp(prefix="autobahn-"))
     outdir.mkdir(parents=True, exist_ok=True)
     wstest = str(Path(args.wstest).resolve())  # it runs in outdir
-    results = trio.run(run, wstest, args.cases.split(","), outdir.resolve())
+    excluded = [pattern for pattern in args.exclude.split(",") if pattern]
+    results = trio.run(run, wstest, args.cases.split(","), excluded, outdir.resolve())
     counts, problems = judge(results)
     summary = ", ".join(
         f"{counts[b]} {b}"
