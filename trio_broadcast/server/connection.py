@@ -186,6 +186,7 @@ async def _serve_client(
             nursery.start_soon(
                 _write, hub, subscription, transport, nursery.cancel_scope, observe_latency
             )
+            del subscription  # the writer has it; not kept here for the connection's life
             try:
                 reply_expected = await _read(hub, subscriber, transport)
             except TransportClosed as closed:
@@ -297,19 +298,27 @@ async def _write(
     """
     subscriber = subscription.subscriber
     try:
-        await _send_texts(hub, transport, [subscription.welcome])
-        replay = subscription.replay
-        step = REPLAY_CHUNK if subscriber.batch else max(1, len(replay))
-        for start in range(0, len(replay), step):  # a batch frame per chunk
-            await _send_bundles(hub, transport, subscriber, [Bundle(replay[start : start + step])])
-        if subscription.recovery is not None:
-            await _send_texts(hub, transport, [subscription.recovery.encode()])
+        await _greet(hub, transport, subscription)
+        del subscription  # the welcome and the replay list: not kept for the connection's life
         hub.writer_idle(subscriber)
         await _drain(hub, subscriber, transport, observe_latency)
         closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
         await transport.close(closing.close_code, closing.reason)
     finally:
         connection_scope.cancel()
+
+
+async def _greet(hub: Hub, transport: Transport, subscription: Subscription) -> None:
+    """Send the welcome, any replay (a batch frame per chunk for a batching client), and the
+    ``recovered`` frame."""
+    subscriber = subscription.subscriber
+    await _send_texts(hub, transport, [subscription.welcome])
+    replay = subscription.replay
+    step = REPLAY_CHUNK if subscriber.batch else max(1, len(replay))
+    for start in range(0, len(replay), step):
+        await _send_bundles(hub, transport, subscriber, [Bundle(replay[start : start + step])])
+    if subscription.recovery is not None:
+        await _send_texts(hub, transport, [subscription.recovery.encode()])
 
 
 async def _drain(

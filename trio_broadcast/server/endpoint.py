@@ -86,9 +86,42 @@ async def serve_events(
     403 (origin not allowed); otherwise accepts it and serves the client until it leaves.
     A checkpoint; cancel-safe.
     """
+    accepted = await _accept(
+        hub,
+        scope,
+        receive,
+        send,
+        allowed_origins=allowed_origins,
+        public_hosts=public_hosts,
+        trusted_proxies=trusted_proxies,
+    )
+    if accepted is None:
+        return
+    params, peer = accepted
+    await run_connection(
+        hub,
+        AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND)),
+        params,
+        peer=peer,
+        observe_latency=observe_latency,
+    )
+
+
+async def _accept(
+    hub: Hub,
+    scope: Message,
+    receive: Receive,
+    send: Send,
+    *,
+    allowed_origins: tuple[str, ...],
+    public_hosts: tuple[str, ...],
+    trusted_proxies: TrustedProxies | None,
+) -> tuple[ConnectParams, str] | None:
+    """Check the handshake and accept it, or refuse it (None). Its own frame, so that what the
+    checks needed (every header, decoded) is not kept for the connection's lifetime."""
     connect = await receive()
     if connect["type"] != "websocket.connect":  # the client left during the handshake
-        return
+        return None
     handshake = Handshake.from_scope(scope["headers"], scope.get("http_version", "1.1"))
     peer = _peer(scope, handshake, trusted_proxies)
     refusal = check(handshake, allowed_origins=allowed_origins, public_hosts=public_hosts)
@@ -103,21 +136,15 @@ async def serve_events(
             host=handshake.header("host"),
         )
         await _refuse(scope, send, refusal.status, refusal.detail)
-        return
+        return None
     query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
     try:
         params = ConnectParams.from_query(query)
     except ValueError as error:
         await _refuse(scope, send, 400, str(error))
-        return
+        return None
     await send({"type": "websocket.accept"})
-    await run_connection(
-        hub,
-        AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND)),
-        params,
-        peer=peer,
-        observe_latency=observe_latency,
-    )
+    return params, peer
 
 
 async def _refuse(scope: Message, send: Send, status: int, detail: str) -> None:
