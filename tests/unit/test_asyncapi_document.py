@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,38 @@ def test_publish_schema_agrees_with_the_codec(frame: dict[str, Any]) -> None:
     else:
         accepted = True
     assert validator("Publish").is_valid(frame) is accepted
+
+
+PARSER_CHECK = """
+import { Parser } from '@asyncapi/parser';
+import fs from 'node:fs';
+const text = fs.readFileSync(process.argv[2], 'utf8');
+const { document, diagnostics } = await new Parser().parse(text);
+const errors = diagnostics.filter((d) => d.severity === 0);
+for (const d of errors) console.log(d.code, d.message, JSON.stringify(d.path));
+process.exit(document && errors.length === 0 ? 0 : 1);
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("npm") is None, reason="the AsyncAPI parser is an npm package")
+def test_the_asyncapi_parser_accepts_the_document(tmp_path: Path) -> None:
+    """The reference parser (npm ``@asyncapi/parser``, installed for this test) finds no error."""
+    npm = shutil.which("npm")
+    assert npm is not None
+    subprocess.run(
+        [npm, "install", "--silent", "--no-audit", "--no-fund", "@asyncapi/parser@3.6.6"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    script = tmp_path / "check.mjs"
+    script.write_text(PARSER_CHECK)
+    result = subprocess.run(
+        ["node", str(script), str(DOCS / "asyncapi.json")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
