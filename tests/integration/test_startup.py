@@ -19,7 +19,6 @@ from support import close_code, connect, receive_type
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from trio_broadcast.cli import startup_error
-from trio_broadcast.server.hypercorn_conf import workers_from_argv
 
 SERVE = [sys.executable, "-m", "trio_broadcast", "serve"]
 HYPERCORN = [
@@ -78,21 +77,6 @@ def test_startup_error_unwraps_nested_exception_groups() -> None:
     assert startup_error(ValueError("bug")) is None
 
 
-@pytest.mark.parametrize(
-    ("argv", "workers"),
-    [
-        (["-w", "2", "app:app"], 2),
-        (["-w2"], 2),
-        (["--workers", "3"], 3),
-        (["--workers=1"], 1),
-        (["--config", "python:x", "app:app"], None),
-        (["-w", "many"], None),
-    ],
-)
-def test_workers_are_read_from_hypercorn_argv(argv: list[str], workers: int | None) -> None:
-    assert workers_from_argv(argv) == workers
-
-
 async def test_busy_port_is_one_line_and_exit_status_1() -> None:
     with _taken_port() as port:
         status, stderr = await _run([*SERVE, "--port", str(port)])
@@ -109,13 +93,25 @@ async def test_address_not_of_this_host_is_one_line_and_exit_status_1() -> None:
     assert "cannot start on 192.0.2.1:0" in stderr
 
 
-async def test_hypercorn_with_two_workers_exits_non_zero_in_one_line_leaving_no_file() -> None:
+@pytest.mark.parametrize("workers", [["-w", "2"], ["-w2"], ["--workers", "3"], ["--workers=2"]])
+async def test_hypercorn_with_two_workers_exits_non_zero_in_one_line_leaving_no_file(
+    workers: list[str],
+) -> None:
     before = _lock_litter()
-    status, stderr = await _run([*HYPERCORN, "-w", "2", APP], env=_env(port=str(_free_port())))
+    status, stderr = await _run([*HYPERCORN, *workers, APP], env=_env(port=str(_free_port())))
     assert status == 3
     assert len(stderr.splitlines()) == 1, stderr
     assert "run Hypercorn with one worker (-w 1)" in stderr
     assert _lock_litter() == before
+
+
+async def test_hypercorn_on_a_busy_port_exits_1_in_one_line() -> None:
+    with _taken_port() as port:
+        status, stderr = await _run([*HYPERCORN, APP], env=_env(port=str(port)))
+    assert status == 1
+    assert stderr.splitlines() == [
+        f"trio-broadcast: cannot start on 127.0.0.1:{port}: [Errno 98] Address already in use"
+    ]
 
 
 async def test_hypercorn_invalid_setting_exits_2_in_one_line() -> None:

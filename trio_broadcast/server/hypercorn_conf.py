@@ -6,14 +6,16 @@ Hypercorn reads the module-level names below as its configuration. They come fro
 :func:`.serve.hypercorn_config`, the same mapping ``trio-broadcast serve`` uses.
 
 Hypercorn's master imports this module before it starts any worker, so start-up errors are
-caught here, as one line on stderr and a non-zero exit: an invalid setting (status 2), and
-``-w``/``--workers`` above 1 on the command line (status 3: one process holds the whole audience;
-:mod:`.asgi` refuses a second worker as well, for configurations that do not come through here,
-but Hypercorn 0.18 may then exit with status 0).
+caught here, as one line on stderr and a non-zero exit: an invalid setting (status 2), an
+address that cannot be bound (status 1; checked here unless ``-b``/``--bind`` is given, since
+Hypercorn's own failure is a traceback), and ``-w``/``--workers`` above 1 on the command line
+(status 3: one process holds the whole audience; :mod:`.asgi` refuses a second worker as well,
+for configurations that do not come through here, but Hypercorn 0.18 may then exit with 0).
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -22,7 +24,8 @@ from ..errors import ConfigError
 from .config import Settings
 from .serve import hypercorn_config
 
-EXIT_INVALID_SETTING = 2  # as ``trio-broadcast serve``
+EXIT_CANNOT_START = 1  # as ``trio-broadcast serve``
+EXIT_INVALID_SETTING = 2
 EXIT_SEVERAL_WORKERS = 3  # as a second worker refused by .asgi
 
 
@@ -52,6 +55,23 @@ def workers_from_argv(argv: Sequence[str]) -> int | None:
     return None
 
 
+def bind_given(argv: Sequence[str]) -> bool:
+    """Whether Hypercorn's command line names its own addresses (``-b``/``--bind``)."""
+    return any(arg in ("-b", "--bind") or arg.startswith(("-b", "--bind=")) for arg in argv)
+
+
+def check_bind(host: str, port: int) -> None:
+    """Bind ``host:port`` as Hypercorn will (``SO_REUSEADDR``), and let it go again.
+
+    Raises:
+        OSError: it cannot be bound (in use, not this host's address, no such name).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+
+
 try:
     _settings = Settings.from_env()
 except ConfigError as error:
@@ -63,6 +83,11 @@ if (workers_from_argv(sys.argv[1:]) or 1) > 1:
         "other's messages; run Hypercorn with one worker (-w 1)",
         EXIT_SEVERAL_WORKERS,
     )
+if not bind_given(sys.argv[1:]):
+    try:
+        check_bind(_settings.host, _settings.port)
+    except OSError as error:
+        _fail(f"cannot start on {_settings.host}:{_settings.port}: {error}", EXIT_CANNOT_START)
 _config = hypercorn_config(_settings)
 
 worker_class = "trio"
