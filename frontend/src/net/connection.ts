@@ -45,6 +45,11 @@ export interface ConnectionDeps {
   readonly onChange?: () => void;
 }
 
+/**
+ * A resume asks for at most this many broadcasts of a new epoch (the server replays what a
+ * restarted server kept; the lists show 500 at most anyway).
+ */
+export const RESUME_REPLAY_LIMIT = 500;
 const OPEN = 1;
 const CONNECTING = 0;
 
@@ -166,7 +171,7 @@ export class Connection {
   private open(): void {
     const session = this.deps.session;
     const point = session.opening();
-    const url = socketUrl(this.deps.pageHref, point, session.askedLast);
+    const url = socketUrl(this.deps.pageHref, point, point === null ? session.askedLast : RESUME_REPLAY_LIMIT);
     this.url = url;
     this.state = 'connecting';
     this.reconnectAt = null;
