@@ -18,11 +18,15 @@ USER broadcast
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 # Asks the server where it listens: TRIO_BROADCAST_PORT (and HOST, when not a wildcard) may be
-# changed with -e at run time.
-HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import os, sys, urllib.request; \
-host = os.environ.get('TRIO_BROADCAST_HOST', '127.0.0.1'); \
+# changed with -e at run time; with TRIO_BROADCAST_CERTFILE it asks over TLS (its own loopback
+# address, so the certificate's name is not checked).
+HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import os, ssl, sys, urllib.request; \
+env = os.environ.get; \
+host = env('TRIO_BROADCAST_HOST', '127.0.0.1'); \
 host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(host, host); \
 host = f'[{host}]' if ':' in host else host; \
-port = os.environ.get('TRIO_BROADCAST_PORT', '8000'); \
-sys.exit(urllib.request.urlopen(f'http://{host}:{port}/health', timeout=2).status != 200)"]
+tls = bool(env('TRIO_BROADCAST_CERTFILE')); \
+url = f\"{'https' if tls else 'http'}://{host}:{env('TRIO_BROADCAST_PORT', '8000')}/health\"; \
+context = ssl._create_unverified_context() if tls else None; \
+sys.exit(urllib.request.urlopen(url, timeout=2, context=context).status != 200)"]
 CMD ["trio-broadcast", "serve"]

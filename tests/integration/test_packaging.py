@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import RunningServer
+from certs import make_certificates
+from conftest import RunningServer, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +101,17 @@ async def test_docker_healthcheck_asks_the_port_the_server_was_given(
     await server.stopped.wait()
     gone = await _run(command, env=env)
     assert gone.returncode != 0
+
+
+async def test_docker_healthcheck_asks_over_tls_when_the_server_has_a_certificate(
+    tmp_path: Path,
+) -> None:
+    certificates = make_certificates(tmp_path)
+    async with run_server(certfile=str(certificates.cert), keyfile=str(certificates.key)) as server:
+        env = {
+            "TRIO_BROADCAST_HOST": "127.0.0.1",
+            "TRIO_BROADCAST_PORT": str(server.info.port),
+            "TRIO_BROADCAST_CERTFILE": str(certificates.cert),
+        }
+        result = await _run(_healthcheck_command(), env=env)
+        assert result.returncode == 0, result.stderr.decode()
