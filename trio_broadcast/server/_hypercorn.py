@@ -26,12 +26,14 @@ F3     ``WSStream._handle_events``, ``handle``     Hypercorn closed an oversized
                                                    parse failure not parsed at all. A client's
                                                    close reaches the app with its own code and
                                                    reason (Hypercorn said 1000 or 1006).
-F4     the handshake, in ``spawn_app`` (no         permessage-deflate was negotiated with every
-       permessage-deflate)                         browser: wsproto inflates a whole frame
-                                                   before any size check (a 20 KB frame became
-                                                   20 MiB), and compressing costs a zlib context
-                                                   per client and every frame compressed once
-                                                   per client. Offered extensions are ignored.
+F4     the handshake, in ``spawn_app``;        permessage-deflate was negotiated with every
+       ``WSStream._accept`` (compression is a      browser, and wsproto inflates a whole frame
+       setting, off by default; when on, a         before any size check: a 20 KB frame became
+       message is inflated only up to the size     20 MiB. Unless ``compression`` is on,
+       limit)                                      offered extensions are ignored; when it is,
+                                                   the negotiated extension inflates at most
+                                                   ``websocket_max_message_size`` bytes per
+                                                   message and fails it with 1009 beyond.
 F5     ``TCPServer.run`` (a finished               Each connection's TCPServer, ProtocolWrapper,
        connection's objects let go of each         H11Protocol and WSStream hold each other
        other)                                      through the bound methods each hands the next
@@ -70,8 +72,9 @@ import contextlib
 import functools
 import os
 import weakref
+import zlib
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 import trio
 from hypercorn.events import Closed, RawData
@@ -80,7 +83,8 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError,
 from hypercorn.trio import task_group, tcp_server
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
-from wsproto.frame_protocol import CloseReason
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
 _SHORTCUTS_FOR = {"hypercorn": ("0.18.",), "wsproto": ("1.2.", "1.3.")}
 
@@ -108,7 +112,7 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
             await app_send_channel.send(event)
 
     ws = getattr(send, "__self__", None)
-    if isinstance(ws, WSStream):
+    if isinstance(ws, WSStream) and not getattr(config, "trio_broadcast_compression", False):
         ws.handshake.extensions = None  # F4: before the app can accept, no extension offered
     if _shortcuts_apply():
         _offer_direct_send(scope, send)
@@ -186,6 +190,64 @@ async def _ws_handle(self: Any, event: Any) -> None:
     scope = self._ping_scope  # F1: the pinger stops with the stream
     if self.closed and scope is not None:
         scope.cancel()
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """F4: permessage-deflate that inflates a message only up to ``max_inflated`` bytes.
+
+    wsproto's inflates each frame whole, whatever it grows to; here a message that would pass
+    the limit fails with 1009 as it is inflated, having allocated at most the limit.
+    """
+
+    max_inflated = 0  # bytes a message may inflate to; set per connection
+    _inflated = 0  # bytes the current message has inflated to
+
+    def frame_inbound_header(
+        self, proto: Any, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if self._inbound_compressed is None:  # a new message begins
+            self._inflated = 0
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        return self._inflate(bytes(data))
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        if not (fin and self._inbound_compressed and self._inbound_is_compressible):
+            return super().frame_inbound_complete(proto, fin)
+        tail = self._inflate(b"\x00\x00\xff\xff")  # the end of a compressed message
+        if isinstance(tail, CloseReason):
+            return tail
+        if self.client_no_context_takeover:
+            self._decompressor = None
+        self._inbound_compressed = None
+        return tail
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        assert self._decompressor is not None
+        room = self.max_inflated - self._inflated
+        try:
+            inflated = self._decompressor.decompress(data, room + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if self._inflated > self.max_inflated or self._decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+
+_hypercorn_accept = WSStream._accept
+
+
+async def _accept(self: Any, message: Any) -> None:
+    """F4: ``WSStream._accept``; a negotiated permessage-deflate inflates within the limit."""
+    await _hypercorn_accept(self, message)
+    for extension in self.connection._proto.extensions:
+        if type(extension) is PerMessageDeflate:
+            extension.__class__ = BoundedDeflate
+            cast(BoundedDeflate, extension).max_inflated = self.config.websocket_max_message_size
 
 
 _hypercorn_tcp_run = tcp_server.TCPServer.run
@@ -355,6 +417,7 @@ def install() -> None:
     WSStream._send_pings = _send_pings  # type: ignore[method-assign]
     WSStream.handle = _ws_handle  # type: ignore[method-assign]
     WSStream._handle_events = _handle_events  # type: ignore[method-assign]
+    WSStream._accept = _accept  # type: ignore[method-assign]
     setattr(WSStream, _PATCHED, True)
 
 

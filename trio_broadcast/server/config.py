@@ -203,6 +203,13 @@ class Settings:
         validator=_choice("debug", "info", "warning", "error"),
         metadata=_help("log level"),
     )
+    compression: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "negotiate permessage-deflate with clients that offer it (browsers do): less "
+            "bandwidth, but a zlib context and a compression per client for every frame"
+        ),
+    )
     log_json: bool = attrs.field(default=False, metadata=_help("log one JSON object per line"))
     access_log: bool = attrs.field(default=False, metadata=_help("log every HTTP request"))
     static_dir: str | None = attrs.field(

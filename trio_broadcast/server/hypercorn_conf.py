@@ -99,3 +99,4 @@ websocket_ping_interval = _config.websocket_ping_interval
 read_timeout = _config.read_timeout
 graceful_timeout = _config.graceful_timeout
 include_server_header = _config.include_server_header
+trio_broadcast_compression = _settings.compression  # read by server/_hypercorn.py (F4)

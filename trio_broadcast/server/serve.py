@@ -88,6 +88,8 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = "-" if settings.access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our log setup
     config.include_server_header = False
+    # Read by server/_hypercorn.py (F4); Hypercorn itself knows no such setting.
+    config.trio_broadcast_compression = settings.compression  # type: ignore[attr-defined]
     if settings.certfile is not None:
         config.certfile = settings.certfile
         config.keyfile = settings.keyfile or settings.certfile
