@@ -65,7 +65,9 @@ async def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[i
 
 def _lock_litter() -> set[str]:
     """Files an earlier version left in the temp directory, one per Hypercorn master."""
-    return {name for name in os.listdir(tempfile.gettempdir()) if "trio-broadcast" in name}
+    return {
+        name for name in os.listdir(tempfile.gettempdir()) if name.startswith("trio-broadcast-")
+    }
 
 
 def test_startup_error_unwraps_nested_exception_groups() -> None:
