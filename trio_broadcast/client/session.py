@@ -37,8 +37,9 @@ import contextlib
 import math
 import random
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import ParamSpec
 from urllib.parse import urlsplit
 
 import attrs
@@ -125,6 +126,7 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
+P = ParamSpec("P")
 PROTOCOL_ERROR = 1002  # WebSocket close code: we could not understand the server
 ABNORMAL_CLOSURE = 1006  # what trio-websocket reports when there was no close frame
 RECEIVE_BYTES = 64 * 1024  # read size; trio-websocket's 4 KiB default costs a loop per 4 KiB
@@ -212,7 +214,36 @@ def _refused(error: BaseException | None) -> bool:
 
 class Client:
     """A connection to a trio-broadcast server that survives drops. Make one with
-    :func:`open_client`; iterate it for events, :meth:`publish` to broadcast."""
+    :func:`open_client`, which takes the same arguments; iterate it for events, :meth:`publish`
+    to broadcast.
+
+    Args:
+        url: ``ws://host:port/ws/events`` (``http://host:port`` works too: the path defaults to
+            ``/ws/events``).
+        batch: ask for batched frames (several events per frame under load).
+        since: resume after this seq (with ``epoch``; without it, the server's current epoch).
+        epoch: the epoch ``since`` belongs to.
+        reconnect: reconnect after a drop; if False, a drop ends iteration with
+            :class:`ConnectionLostError`.
+        policy: backoff between attempts (default :class:`ReconnectPolicy`).
+        publish_wait: seconds a publish waits for a connection; 0 raises at once; None forever.
+        receive: queue events for iteration; False for publish-only clients.
+        event_buffer: events queued before the client stops reading (back-pressure).
+        connect_timeout: seconds for the TCP and WebSocket handshakes.
+        close_timeout: seconds for the WebSocket closing handshake.
+        send_timeout: seconds a publish frame may take to go out before the connection is
+            considered stuck and dropped.
+        keepalive: seconds between the client's pings; a ping unanswered for as long drops
+            the connection (a silent peer is otherwise never noticed). None: no pings.
+        origin: an ``Origin`` header to send (browsers send one; scripts normally do not).
+        headers: more request headers for the handshake, e.g.
+            ``[("Authorization", "Bearer ...")]`` for a proxy that checks tokens (not the
+            handshake's own headers: ``ValueError``).
+        ssl_context: for ``wss://``: whom to trust, client certificates
+            (``ssl.create_default_context(cafile=...)``); default: the system's trusted CAs.
+        max_frame_bytes: the largest server frame accepted.
+        rng: random source for the backoff jitter (tests pass a seeded one).
+    """
 
     def __init__(
         self,
@@ -649,99 +680,41 @@ class Client:
         self._wake_all()
 
 
-@asynccontextmanager
-async def open_client(
-    url: str,
-    *,
-    batch: bool = True,
-    since: int | None = None,
-    epoch: str | None = None,
-    reconnect: bool = True,
-    policy: ReconnectPolicy | None = None,
-    publish_wait: float | None = 10.0,
-    receive: bool = True,
-    event_buffer: int = 1024,
-    connect_timeout: float = 10.0,
-    close_timeout: float = 2.0,
-    send_timeout: float = 10.0,
-    keepalive: float | None = 30.0,
-    origin: str | None = None,
-    headers: Iterable[tuple[str, str]] = (),
-    ssl_context: ssl.SSLContext | None = None,
-    max_frame_bytes: int = 64 * MIB,
-    rng: random.Random | None = None,
-) -> AsyncIterator[Client]:
-    """Connect to a trio-broadcast server; the block owns the connection and its tasks.
+def _owning(factory: Callable[P, Client]) -> Callable[P, AbstractAsyncContextManager[Client]]:
+    @asynccontextmanager
+    async def open_client(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Client]:
+        """Connect to a trio-broadcast server; the block owns the connection and its tasks.
 
-    Enters once the first connection is ready (welcome received, resume done). Leaving the block,
-    however it happens, closes the WebSocket with 1000 within ``close_timeout`` seconds and ends
-    every task the client started.
+        Enters once the first connection is ready (welcome received, resume done). Leaving the
+        block, however it happens, closes the WebSocket with 1000 within ``close_timeout``
+        seconds and ends every task the client started.
 
-    Args:
-        url: ``ws://host:port/ws/events`` (``http://host:port`` works too: the path defaults to
-            ``/ws/events``).
-        batch: ask for batched frames (several events per frame under load).
-        since: resume after this seq (with ``epoch``; without it, the server's current epoch).
-        epoch: the epoch ``since`` belongs to.
-        reconnect: reconnect after a drop; if False, a drop ends iteration with
-            :class:`ConnectionLostError`.
-        policy: backoff between attempts (default :class:`ReconnectPolicy`).
-        publish_wait: seconds a publish waits for a connection; 0 raises at once; None forever.
-        receive: queue events for iteration; False for publish-only clients.
-        event_buffer: events queued before the client stops reading (back-pressure).
-        connect_timeout: seconds for the TCP and WebSocket handshakes.
-        close_timeout: seconds for the WebSocket closing handshake.
-        send_timeout: seconds a publish frame may take to go out before the connection is
-            considered stuck and dropped.
-        keepalive: seconds between the client's pings; a ping unanswered for as long drops
-            the connection (a silent peer is otherwise never noticed). None: no pings.
-        origin: an ``Origin`` header to send (browsers send one; scripts normally do not).
-        headers: more request headers for the handshake, e.g.
-            ``[("Authorization", "Bearer ...")]`` for a proxy that checks tokens (not the
-            handshake's own headers: ``ValueError``).
-        ssl_context: for ``wss://``: whom to trust, client certificates
-            (``ssl.create_default_context(cafile=...)``); default: the system's trusted CAs.
-        max_frame_bytes: the largest server frame accepted.
-        rng: random source for the backoff jitter (tests pass a seeded one).
+        Takes the same arguments as :class:`Client`.
 
-    Raises:
-        InvalidURLError: ``url`` is not usable.
-        ValueError: a header in ``headers`` is not allowed.
-        ConnectError: the first connection failed (refused, timeout, HTTP refusal such as
-            :class:`OriginRejectedError`, :class:`CertificateError` for an untrusted
-            certificate, or closed before the welcome).
-    """
-    client = Client(
-        url,
-        batch=batch,
-        since=since,
-        epoch=epoch,
-        reconnect=reconnect,
-        policy=policy,
-        publish_wait=publish_wait,
-        receive=receive,
-        event_buffer=event_buffer,
-        connect_timeout=connect_timeout,
-        close_timeout=close_timeout,
-        send_timeout=send_timeout,
-        keepalive=keepalive,
-        origin=origin,
-        headers=headers,
-        ssl_context=ssl_context,
-        max_frame_bytes=max_frame_bytes,
-        rng=rng,
-    )
-    error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        try:
-            await nursery.start(client._host_connections)
-            nursery.start_soon(client._run)
-            await client._first_connection()
-            yield client
-        except BaseException as raised:  # noqa: BLE001 - re-raised below, outside the nursery
-            error = raised
-        finally:
-            await client._shutdown()
-            nursery.cancel_scope.cancel()
-    if error is not None:
-        raise error
+        Raises:
+            InvalidURLError: ``url`` is not usable.
+            ValueError: a header in ``headers`` is not allowed.
+            ConnectError: the first connection failed (refused, timeout, HTTP refusal such as
+                :class:`OriginRejectedError`, :class:`CertificateError` for an untrusted
+                certificate, or closed before the welcome).
+        """
+        client = factory(*args, **kwargs)
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(client._host_connections)
+                nursery.start_soon(client._run)
+                await client._first_connection()
+                yield client
+            except BaseException as raised:  # noqa: BLE001 - re-raised below, outside the nursery
+                error = raised
+            finally:
+                await client._shutdown()
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    return open_client
+
+
+open_client = _owning(Client)
