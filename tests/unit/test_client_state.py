@@ -64,8 +64,11 @@ def ack(seq: int, id_: str | None) -> dict[str, Any]:
     return frame
 
 
-def error(code: str = "rate_limited") -> dict[str, Any]:
-    return {"type": "error", "code": code, "detail": "slow down"}
+def error(code: str = "rate_limited", id_: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": "slow down"}
+    if id_ is not None:
+        frame["id"] = id_
+    return frame
 
 
 def recovered(complete: bool, since: int, seq: int, **extra: Any) -> dict[str, Any]:
@@ -360,6 +363,19 @@ def test_error_overtaking_earlier_acks_is_matched_to_the_right_publish() -> None
     assert isinstance(entries[0].outcome, Ack)
     assert isinstance(entries[1].outcome, Ack)
     assert isinstance(entries[2].outcome, RateLimitedError)
+
+
+def test_a_refusal_that_names_its_publish_settles_that_one_at_once() -> None:
+    state = live(seq=0)
+    entries = [state.add_publish(f"m{i}") for i in range(1, 4)]
+    for entry in entries:
+        state.mark_sent(entry)
+    out = feed(state, error("rate_limited", "p-2"))  # overtakes the acks of p-1 and p-3
+    assert out == [Settled("p-2")]
+    assert isinstance(entries[1].outcome, RateLimitedError)
+    feed(state, ack(1, "p-1"), ack(2, "p-3"))
+    assert isinstance(entries[0].outcome, Ack)
+    assert isinstance(entries[2].outcome, Ack)
 
 
 def test_error_before_a_later_ack_settles_the_earlier_publish() -> None:

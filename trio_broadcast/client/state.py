@@ -261,6 +261,7 @@ class RecoveredFrame:
 class ErrorFrame:
     code: str
     detail: str
+    id: str | None = None  # the refused publish's id, when the server could read one
 
 
 Frame: TypeAlias = WelcomeFrame | MessageFrame | AckFrame | RecoveredFrame | ErrorFrame
@@ -324,7 +325,12 @@ def _frame(data: Any) -> Frame | None:
         )
     if kind == "error":
         detail = data.get("detail")
-        return ErrorFrame(code=_str(data, "code"), detail=detail if isinstance(detail, str) else "")
+        id_ = data.get("id")
+        return ErrorFrame(
+            code=_str(data, "code"),
+            detail=detail if isinstance(detail, str) else "",
+            id=id_ if isinstance(id_, str) else None,
+        )
     if not isinstance(kind, str):
         raise ServerProtocolError("a server frame needs a string 'type'")
     return None  # a type this client does not know: ignored, as the protocol asks
@@ -802,9 +808,14 @@ class ClientState:
         self._assign_errors(out)
 
     def _error(self, frame: ErrorFrame, out: list[Output]) -> None:
-        # An error frame carries no id. The server refuses frames in the order it reads them, and
-        # an error can overtake the acks of earlier publishes (those wait for the broadcaster), so
-        # it is matched once that is unambiguous: see _ack and _assign_errors.
+        # A refusal of a publish the server could read (rate_limited) names it by its id.
+        entry = self._pending.get(frame.id) if frame.id is not None else None
+        if entry is not None and entry.status is PublishStatus.IN_FLIGHT:
+            self._settle(entry, rejection(frame.code, frame.detail), out)
+            return
+        # Without an id: the server refuses frames in the order it reads them, and an error can
+        # overtake the acks of earlier publishes (those wait for the broadcaster), so it is
+        # matched once that is unambiguous: see _ack and _assign_errors.
         if next(self._in_flight(), None) is None:
             return  # nothing of ours is in flight: not about a publish
         self._unassigned_errors.append(frame)
