@@ -19,7 +19,7 @@ from protocol_schema import check_server_frame
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from trio_broadcast.wire.frames import frame_header
+from trio_broadcast.wire.frames import frame_header, upgrade_request
 
 JSON = dict[str, Any]
 
@@ -106,13 +106,7 @@ class RawClient:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         await sock.connect((host, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /ws/events{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await sock.send(request.encode())
+        await sock.send(upgrade_request(f"{host}:{port}", f"/ws/events{query}"))
         head = b""
         while not head.endswith(b"\r\n\r\n"):  # byte by byte: leave frames on the socket
             byte = await sock.recv(1)

@@ -1,4 +1,5 @@
-"""Per-connection publish rate limiting: a token bucket plus a leaky count of refusals.
+"""Rate limiting: a token bucket, and the server's per-connection limiter built on it (the
+bucket plus a leaky count of refusals). The client's ``send`` paces itself with the same bucket.
 
 Pure and clock-free: the caller passes ``now`` (seconds, any monotonic clock), so the tests drive
 time by hand.
@@ -18,6 +19,34 @@ class Verdict(enum.Enum):
 
 
 @attrs.define
+class TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second."""
+
+    rate: float  # tokens per second
+    burst: float  # bucket size
+    tokens: float = attrs.field(init=False)
+    updated: float | None = attrs.field(init=False, default=None)  # when last refilled
+
+    def __attrs_post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def refill(self, now: float) -> float:
+        """Add what accrued since the last call; returns the seconds that passed."""
+        elapsed = 0.0 if self.updated is None else max(0.0, now - self.updated)
+        self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
+        self.updated = now
+        return elapsed
+
+    def take(self, now: float) -> float:
+        """Spend a token if there is one: returns 0.0; else the seconds until there is one."""
+        self.refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+@attrs.define
 class RateLimiter:
     """Token bucket of ``burst`` tokens refilled at ``rate`` per second.
 
@@ -28,24 +57,24 @@ class RateLimiter:
     rate: float | None  # tokens per second
     burst: int  # bucket size
     max_strikes: int | None  # refusals (leaking 1/s) tolerated before ABUSE
-    tokens: float = attrs.field(init=False)
     strikes: float = attrs.field(init=False, default=0.0)
-    updated: float | None = attrs.field(init=False, default=None)
+    _bucket: TokenBucket | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
-        self.tokens = float(self.burst)
+        if self.rate is not None:
+            self._bucket = TokenBucket(self.rate, self.burst)
+
+    @property
+    def tokens(self) -> float:
+        return self._bucket.tokens if self._bucket is not None else float(self.burst)
 
     def check(self, now: float) -> Verdict:
         """Spend a token if there is one, and say what to do with the message."""
-        if self.rate is None:
+        bucket = self._bucket
+        if bucket is None:
             return Verdict.ALLOW
-        if self.updated is not None:
-            elapsed = max(0.0, now - self.updated)
-            self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
-            self.strikes = max(0.0, self.strikes - elapsed)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        self.strikes = max(0.0, self.strikes - bucket.refill(now))  # strikes leak 1/s
+        if bucket.take(now) == 0.0:
             return Verdict.ALLOW
         self.strikes += 1.0
         if self.max_strikes is not None and self.strikes > self.max_strikes:

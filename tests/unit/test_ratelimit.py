@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_broadcast.ratelimit import RateLimiter, Verdict
+from trio_broadcast.ratelimit import RateLimiter, TokenBucket, Verdict
 
 
 def verdicts(limiter: RateLimiter, times: list[float]) -> list[Verdict]:
@@ -87,3 +88,13 @@ def test_allowed_publishes_never_exceed_burst_plus_refill(
         if limiter.check(now) is ALLOW:
             allowed += 1
         assert allowed <= burst + rate * now + 1e-9
+
+
+def test_token_bucket_says_how_long_until_the_next_token() -> None:
+    bucket = TokenBucket(rate=2.0, burst=2)
+    assert [bucket.take(0.0), bucket.take(0.0)] == [0.0, 0.0]
+    assert bucket.take(0.0) == pytest.approx(0.5)  # nothing spent
+    assert bucket.take(0.25) == pytest.approx(0.25)
+    assert bucket.take(0.5) == 0.0
+    bucket.refill(100.0)
+    assert bucket.tokens == 2.0  # never more than the burst

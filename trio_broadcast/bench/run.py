@@ -30,7 +30,6 @@ reported next to the results.
 from __future__ import annotations
 
 import argparse
-import base64
 import bisect
 import contextlib
 import cProfile
@@ -62,7 +61,7 @@ import attrs
 import trio
 
 from ..client.state import InvalidURLError, connect_url, websocket_url
-from ..wire.frames import ZERO_MASK, client_text_frame, frame_header
+from ..wire.frames import ZERO_MASK, client_text_frame, frame_header, upgrade_request
 
 LISTENING_PREFIX = "trio-broadcast listening on "  # the server's one stdout line when ready
 CONNECT_CONCURRENCY = 100  # handshakes in flight per worker
@@ -176,13 +175,7 @@ class RawWebSocket:
     async def _handshake(stream: trio.abc.Stream, netloc: str, path: str, query: str) -> bytes:
         """Send the upgrade request, check the 101; returns what came after the headers."""
         target = path + (f"?{query}" if query else "")
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await stream.send_all(request.encode())
+        await stream.send_all(upgrade_request(netloc, target))
         head = bytearray()
         while b"\r\n\r\n" not in head:
             data = await stream.receive_some(RECEIVE_BYTES)

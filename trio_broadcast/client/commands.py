@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import trio
 
+from ..ratelimit import TokenBucket
 from .args import (
     EXIT_CONNECT,
     EXIT_INTERRUPTED,
@@ -225,27 +226,27 @@ async def _lines(stdin_fd: int) -> AsyncIterator[str]:
 
 
 class _Pacer:
-    """Client-side token bucket mirroring the server's, so that ``send`` of many lines is not
-    refused: ``burst`` at once, then ``rate`` per second."""
+    """Paces ``send`` to the server's publish rate (the same token bucket as the server's), so
+    that sending many lines is not refused: ``burst`` at once, then ``rate`` per second."""
 
     def __init__(self, rate: float | None, burst: int | None) -> None:
-        self.rate = rate  # messages per second; None: no pacing
-        self.tokens = float(burst or 1)
-        self.burst = float(burst or 1)
-        self.updated = trio.current_time()
+        self.bucket = TokenBucket(rate, burst or 1) if rate is not None else None
 
     async def take(self) -> None:
-        if self.rate is None:
+        """Wait for a token, if pacing. A checkpoint."""
+        bucket = self.bucket
+        wait = 0.0 if bucket is None else bucket.take(trio.current_time())
+        if bucket is None or not wait:
             await trio.lowlevel.checkpoint()
             return
-        now = trio.current_time()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1.0:
-            await trio.sleep((1.0 - self.tokens) / self.rate)
-            self.tokens = 1.0
-            self.updated = trio.current_time()
-        self.tokens -= 1.0
+        await trio.sleep(wait)
+        bucket.refill(trio.current_time())
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)  # the token it waited for
+
+    def empty(self) -> None:
+        """The server refused one: its bucket is emptier than ours."""
+        if self.bucket is not None:
+            self.bucket.tokens = 0.0
 
 
 async def _send_one(client: Client, pacer: _Pacer, text: str, id_: str | None) -> Ack:
@@ -254,7 +255,7 @@ async def _send_one(client: Client, pacer: _Pacer, text: str, id_: str | None) -
         try:
             return await client.publish(text, id=id_)
         except RateLimitedError:
-            pacer.tokens = 0.0  # the server's bucket is emptier than ours: slow down
+            pacer.empty()  # the server's bucket is emptier than ours: slow down
     return await client.publish(text, id=id_)
 
 

@@ -46,11 +46,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from ..errors import BroadcastError, CloseCode
+from ..wire.protocol import MAX_ID_LENGTH, dumps
 
 DEFAULT_PATH = "/ws/events"  # the server's WebSocket endpoint
-MAX_ID_LENGTH = 64  # characters in a publish ``id`` (docs/protocol.md)
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -362,7 +360,7 @@ def encode_publish(message: str, id_: str | None) -> str:
     data: dict[str, str] = {"message": message}
     if id_ is not None:
         data["id"] = id_
-    return _dumps(data)
+    return dumps(data)
 
 
 # -- events (what a user of the client sees) ---------------------------------------------------

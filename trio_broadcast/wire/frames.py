@@ -7,6 +7,8 @@ masked (the bench with the all-zero key, which leaves the payload as it is).
 
 from __future__ import annotations
 
+import base64
+import os
 import struct
 
 TEXT = 0x1
@@ -36,3 +38,14 @@ def text_frame(payload: bytes) -> bytes:
 def client_text_frame(payload: bytes) -> bytes:
     """A final text frame masked with the all-zero key: valid from a client, payload as is."""
     return frame_header(len(payload), mask=ZERO_MASK) + payload
+
+
+def upgrade_request(host: str, target: str = "/ws/events", *, key: str | None = None) -> bytes:
+    """A client's WebSocket upgrade request (RFC 6455 §4.1), for clients written on a bare
+    socket (the bench, the fault tests). ``key``: a random one unless given."""
+    key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()

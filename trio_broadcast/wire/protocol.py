@@ -19,7 +19,7 @@ from .frames import text_frame
 MAX_ID_LENGTH = 64  # characters in a client-chosen publish ``id``
 PUBLISH_FIELDS = frozenset({"message", "id"})
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact, UTF-8
 
 
 _ABSENT = object()
@@ -117,7 +117,7 @@ def format_timestamp(unix_time: float) -> str:
 
 
 def encode_message(seq: int, message: str, timestamp: str, sender: str) -> str:
-    return _dumps(
+    return dumps(
         {
             "type": "message",
             "seq": seq,
@@ -132,14 +132,14 @@ def encode_ack(seq: int, timestamp: str, id_: str | None) -> str:
     frame: dict[str, Any] = {"type": "ack", "seq": seq, "timestamp": timestamp}
     if id_ is not None:
         frame["id"] = id_
-    return _dumps(frame)
+    return dumps(frame)
 
 
 def encode_error(code: ErrorCode, detail: str, id_: str | None = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": str(code), "detail": detail}
     if id_ is not None:
         frame["id"] = id_
-    return _dumps(frame)
+    return dumps(frame)
 
 
 def encode_welcome(
@@ -152,7 +152,7 @@ def encode_welcome(
     batch: bool,
     limits: Mapping[str, Any],
 ) -> str:
-    return _dumps(
+    return dumps(
         {
             "type": "welcome",
             "client_id": client_id,
@@ -186,7 +186,7 @@ class Recovery:
             frame["first_seq"] = self.first_seq
         frame["replayed"] = self.replayed
         frame["seq"] = self.seq
-        return _dumps(frame)
+        return dumps(frame)
 
 
 def encode_batch(frames: Sequence[str]) -> str:
