@@ -15,10 +15,8 @@ from trio_broadcast.bench.run import (
     WorkerSpec,
     _Subscriber,
     _Worker,
-    bucket_floor,
-    bucket_of,
-    percentile,
 )
+from trio_broadcast.histogram import bucket_floor, bucket_of, count_at_most, percentile
 from trio_broadcast.wire.frames import frame_header
 from trio_broadcast.wire.protocol import encode_batch, encode_message
 
@@ -172,3 +170,13 @@ def test_gaps_and_duplicates_are_found_message_by_message() -> None:
     assert (result.gaps, result.missing, result.duplicates) == (1, 1, 2)
     assert subscriber.last == 6
     assert result.delivered == 5  # 1, 3, 4, 5, 6: duplicates are not deliveries
+
+
+def test_cumulative_counts_are_exact_up_to_a_bound_and_within_a_bucket_above() -> None:
+    counts: dict[int, int] = {}
+    for value in (999, 1000, 1003, 1010, 5000):
+        counts[bucket_of(value)] = counts.get(bucket_of(value), 0) + 1
+    assert count_at_most(counts, 1000) == 3  # 1003 shares 1000's bucket (1000-1003)
+    assert count_at_most(counts, 998) == 1  # 999's bucket (996-999) straddles 998
+    assert count_at_most(counts, 995) == 0
+    assert count_at_most(counts, 10**6) == 5

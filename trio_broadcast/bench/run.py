@@ -61,6 +61,7 @@ import attrs
 import trio
 
 from ..client.state import InvalidURLError, connect_url, websocket_url
+from ..histogram import bucket_floor, bucket_of, percentile
 from ..wire.frames import ZERO_MASK, client_text_frame, frame_header, upgrade_request
 
 LISTENING_PREFIX = "trio-broadcast listening on "  # the server's one stdout line when ready
@@ -72,43 +73,6 @@ RECEIVE_BYTES = 64 * 1024  # read size per receive call
 FRAME_CACHE_SIZE = 4096  # distinct frames remembered (decoded once for every subscriber)
 FRAME_KEY_CHARS = 96  # a cached frame is found by its length and this much of each end
 ARRIVALS_FOLD = 1 << 20  # recorded arrivals before they are folded into the histogram
-SUB_BUCKETS_BITS = 8  # histogram: 8 significant bits kept per value
-EXACT_BELOW = 1 << SUB_BUCKETS_BITS  # histogram: exact buckets below this (µs)
-
-
-# -- latency histogram -------------------------------------------------------------------------
-
-
-def bucket_of(value: int) -> int:
-    """Histogram bucket of a non-negative integer (µs): exact below 256, then 128 log-linear
-    sub-buckets per power of two (the top 8 bits kept: relative error under 1/128)."""
-    if value < EXACT_BELOW:
-        return max(value, 0)
-    shift = value.bit_length() - SUB_BUCKETS_BITS
-    return (shift << SUB_BUCKETS_BITS) | (value >> shift)
-
-
-def bucket_floor(bucket: int) -> int:
-    """The smallest value in ``bucket`` (inverse of :func:`bucket_of`)."""
-    if bucket < EXACT_BELOW:
-        return bucket
-    shift = bucket >> SUB_BUCKETS_BITS
-    mantissa = bucket & (EXACT_BELOW - 1)  # in [128, 256)
-    return mantissa << shift
-
-
-def percentile(counts: dict[int, int], fraction: float) -> int | None:
-    """The value (bucket floor) at ``fraction`` of the samples, or None without samples."""
-    total = sum(counts.values())
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(fraction * total))
-    seen = 0
-    for bucket in sorted(counts):
-        seen += counts[bucket]
-        if seen >= rank:
-            return bucket_floor(bucket)
-    return bucket_floor(max(counts))  # pragma: no cover - rank <= total
 
 
 # -- a minimal WebSocket client ----------------------------------------------------------------

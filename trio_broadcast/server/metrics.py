@@ -7,8 +7,7 @@ scraped, so metrics cost next to nothing per delivery.
 
 from __future__ import annotations
 
-import bisect
-import itertools
+import collections
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,6 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..histogram import bucket_of, count_at_most
 from .hub import Hub
 
 PREFIX = "trio_broadcast"
@@ -100,33 +100,36 @@ class HubCollector(Collector):
 
 
 class LatencyHistogram(Collector):
-    """A Prometheus histogram whose :meth:`observe` is a bisect and two additions.
+    """A Prometheus histogram kept as the project's log-linear one (:mod:`..histogram`).
 
     ``prometheus_client.Histogram`` takes a lock and goes through several layers per
     observation, several microseconds; this one is observed for every write, and once per pass
-    of the hub's broadcaster for all the clients it wrote. Single-threaded use only (the
-    server's trio thread).
+    of the hub's broadcaster for all the clients it wrote, with a few integer operations. The
+    Prometheus buckets are summed at scrape time (each may count values up to 1/128 above its
+    bound, from the one log-linear bucket that straddles it). Single-threaded use only (the server's
+    trio thread).
     """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
         self._name = name
         self._documentation = documentation
-        self._bounds = list(buckets)
-        self._counts = [0] * (len(self._bounds) + 1)  # the last one: above every bound
+        self._bounds = list(buckets)  # seconds
+        self._counts: collections.Counter[int] = collections.Counter()  # log-linear, in µs
         self._sum = 0.0
 
     def observe(self, seconds: float, count: int = 1) -> None:
         """Record ``count`` deliveries that each took ``seconds``."""
-        self._counts[bisect.bisect_left(self._bounds, seconds)] += count
+        self._counts[bucket_of(int(seconds * 1_000_000))] += count
         self._sum += seconds * count
 
     def collect(self) -> Iterator[Metric]:
-        cumulative = list(itertools.accumulate(self._counts))
+        counts = self._counts
+        cumulative = [count_at_most(counts, int(bound * 1_000_000)) for bound in self._bounds]
         bounds = [repr(float(bound)) for bound in self._bounds] + ["+Inf"]
         yield HistogramMetricFamily(
             self._name,
             self._documentation,
-            buckets=list(zip(bounds, cumulative, strict=True)),
+            buckets=list(zip(bounds, [*cumulative, sum(counts.values())], strict=True)),
             sum_value=self._sum,
         )
 
