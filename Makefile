@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv ui lint typecheck pytest test-unpatched test-lowest conformance test-frontend test-browser system-deps screenshot bench dist clean
+.PHONY: run test venv ui lint typecheck pytest test-unpatched test-lowest conformance conformance-deflate test-frontend test-browser system-deps screenshot bench dist clean
 
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
 
-test: venv ui system-deps lint typecheck pytest test-unpatched test-lowest conformance test-frontend test-browser
+test: venv ui system-deps lint typecheck pytest test-unpatched test-lowest conformance conformance-deflate test-frontend test-browser
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +73,16 @@ $(AUTOBAHN)/installed:
 	$(AUTOBAHN)/py2/bin/pip install --quiet autobahntestsuite==25.10.1
 	touch $@
 
+# Every case but permessage-deflate's, then with compression on the smallest three of each
+# deflate group; conformance-deflate runs every deflate case (about 9 minutes here).
 conformance: venv $(AUTOBAHN)/installed
 	$(BIN)/python tests/conformance/run.py $(AUTOBAHN)/py2/bin/wstest --outdir build/autobahn
+	$(BIN)/python tests/conformance/run.py $(AUTOBAHN)/py2/bin/wstest --compression \
+		--outdir build/autobahn-deflate
+
+conformance-deflate: venv $(AUTOBAHN)/installed
+	$(BIN)/python tests/conformance/run.py $(AUTOBAHN)/py2/bin/wstest --compression \
+		--cases '12.*,13.*' --outdir build/autobahn-deflate
 
 # A release: the sdist and the wheel in dist/, both carrying the UI that setup.py builds
 # (docs/deployment.md); the wheel is built from the sdist, as pip would.

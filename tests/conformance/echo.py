@@ -75,10 +75,14 @@ def create_echo_app(settings: Settings) -> EchoApp:
 
 async def serve_echo_app(
     *,
+    compression: bool = False,
     shutdown_trigger: Any = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``serve()`` the echo app on 127.0.0.1, an ephemeral port; like ``serve``, for ``start``."""
+    """``serve()`` the echo app on 127.0.0.1, an ephemeral port; like ``serve``, for ``start``.
+
+    ``compression`` turns permessage-deflate on, as ``--compression`` does.
+    """
     settings = Settings(
         port=0,
         max_message_bytes=ECHO_MAX_MESSAGE_BYTES,
@@ -86,6 +90,7 @@ async def serve_echo_app(
         ping_interval=None,
         idle_timeout=None,
         publish_rate=None,
+        compression=compression,
     )
     await serve(
         settings,

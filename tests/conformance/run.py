@@ -1,6 +1,6 @@
 """``make conformance``: the Autobahn|Testsuite fuzzing client against the echo endpoint.
 
-    python tests/conformance/run.py WSTEST [--cases 1.*,6.4.*] [--outdir DIR]
+    python tests/conformance/run.py WSTEST [--cases 1.*,6.4.*] [--compression] [--outdir DIR]
 
 Starts the echo app (:mod:`echo`: the server's own stack with ``/echo``) on 127.0.0.1, runs
 ``WSTEST -m fuzzingclient`` against it (``autobahntestsuite``, a Python 2.7 program: the Makefile
@@ -17,14 +17,22 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import trio
 from echo import ECHO_PATH, serve_echo_app  # beside this script, which Python puts on sys.path
 
 EXCLUDED = [
-    "12.*",  # permessage-deflate, which the server does not negotiate (F4 in _hypercorn.py)
+    "12.*",  # permessage-deflate, off by default: run with --compression
     "13.*",
+]
+# With --compression and no --cases: the three smallest cases of each permessage-deflate group
+# (seconds; every one of the 216 takes about 9 minutes here: --cases 12.*,13.*).
+DEFLATE_SMOKE = [
+    f"{group}.{case}"
+    for group in ("12.1", "12.2", "12.3", "12.4", "12.5", *(f"13.{n}" for n in range(1, 8)))
+    for case in (1, 2, 3)
 ]
 # Results other than OK that are understood, with why (docs/deployment.md says the same).
 EXPLAINED = {
@@ -39,11 +47,11 @@ RUN_TIMEOUT = 900  # seconds for the whole fuzzing run
 
 
 async def run(
-    wstest: str, cases: list[str], excluded: list[str], outdir: Path
+    wstest: str, cases: list[str], excluded: list[str], outdir: Path, *, compression: bool
 ) -> dict[str, dict[str, object]]:
     """Serve the echo app, run the fuzzing client against it; its per-case results."""
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(serve_echo_app)
+        info = await nursery.start(partial(serve_echo_app, compression=compression))
         spec = {
             "outdir": str(outdir),
             "servers": [
@@ -105,19 +113,38 @@ def judge(results: dict[str, dict[str, object]]) -> tuple[Counter[str], list[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("wstest", help="the wstest program of autobahntestsuite")
-    parser.add_argument("--cases", default="*", help="comma-separated case patterns (default: *)")
+    parser.add_argument(
+        "--cases",
+        help="comma-separated case ids or patterns (default: *, or with --compression the "
+        "three smallest cases of each deflate group)",
+    )
     parser.add_argument(
         "--exclude",
-        default=",".join(EXCLUDED),
-        help=f"comma-separated case patterns not to run (default: {','.join(EXCLUDED)})",
+        help=f"comma-separated case patterns not to run (default: {','.join(EXCLUDED)}, or "
+        "none with --compression)",
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="turn permessage-deflate on, as serve --compression does (cases 12.* and 13.* "
+        "test it)",
     )
     parser.add_argument("--outdir", type=Path, help="where the report goes (default: a temp dir)")
     args = parser.parse_args()
     outdir = args.outdir or Path(tempfile.mkdtemp(prefix="autobahn-"))
     outdir.mkdir(parents=True, exist_ok=True)
     wstest = str(Path(args.wstest).resolve())  # it runs in outdir
-    excluded = [pattern for pattern in args.exclude.split(",") if pattern]
-    results = trio.run(run, wstest, args.cases.split(","), excluded, outdir.resolve())
+    if args.cases is not None:
+        cases = args.cases.split(",")
+    else:
+        cases = DEFLATE_SMOKE if args.compression else ["*"]
+    if args.exclude is not None:
+        excluded = [pattern for pattern in args.exclude.split(",") if pattern]
+    else:
+        excluded = [] if args.compression else EXCLUDED
+    results = trio.run(
+        partial(run, compression=args.compression), wstest, cases, excluded, outdir.resolve()
+    )
     counts, problems = judge(results)
     summary = ", ".join(
         f"{counts[b]} {b}"
