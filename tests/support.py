@@ -99,6 +99,7 @@ class RawClient:
         self.messages: list[str] = []  # text messages received so far
         self._partial = ""  # a text message still arriving in fragments
         self.close_code: int | None = None  # the server's close code, once seen
+        self.pings = 0  # pings received (never answered)
 
     @classmethod
     async def connect(cls, host: str, port: int, query: str = "", rcvbuf: int = 4096) -> RawClient:
@@ -119,7 +120,7 @@ class RawClient:
     async def read_until_closed(self) -> int | None:
         """Read and parse until the server closes; its close code, or None if there was none."""
         try:
-            while self.close_code is None and await self._read_some():
+            while self.close_code is None and await self.read_some():
                 pass
         except ConnectionResetError:
             pass
@@ -128,11 +129,11 @@ class RawClient:
     async def read_messages(self, count: int) -> list[str]:
         """Read and parse until ``count`` text messages have arrived in all; all of them."""
         while len(self.messages) < count:
-            if not await self._read_some():
+            if not await self.read_some():
                 raise ConnectionError(f"closed after {len(self.messages)} of {count} messages")
         return self.messages
 
-    async def _read_some(self, size: int = 65536) -> bool:
+    async def read_some(self, size: int = 65536) -> bool:
         """Receive once and parse what came (a malformed frame raises); False at EOF."""
         data = await self.sock.recv(size)
         if not data:
@@ -145,6 +146,8 @@ class RawClient:
                     check_server_frame(json.loads(self._partial))  # docs/asyncapi.json
                     self.messages.append(self._partial)
                     self._partial = ""
+            elif frame.opcode is Opcode.PING:
+                self.pings += 1
             elif frame.opcode is Opcode.CLOSE:
                 code, _reason = cast(tuple[int, str], frame.payload)
                 self.close_code = int(code)

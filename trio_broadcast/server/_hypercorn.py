@@ -56,6 +56,14 @@ S2     (new) :class:`DirectSender`, the ASGI       Writes whole frames as bytes:
                                                    (``write``). A server's frames are unmasked,
                                                    so a broadcast's bytes are the same for every
                                                    client and are built once.
+S3     ``WSStream._send_pings`` again (one       A pinger task per connection (its coroutine,
+       pinger for every connection)                cancel scopes, a sleep) is a few KB of each
+                                                   idle connection and a write per accept. When
+                                                   a connection's frames go through its
+                                                   DirectSender, Hypercorn's pinger returns at
+                                                   once and the app's hub pings every client it
+                                                   writes directly, in one pass per
+                                                   ``ping_interval``.
 =====  ==========================================  ============================================
 
 All of them were written against Hypercorn 0.18 and wsproto 1.2 and 1.3, the ranges
@@ -91,7 +99,9 @@ _SHORTCUTS_FOR = {"hypercorn": ("0.18.",), "wsproto": ("1.2.", "1.3.")}
 _PATCHED = "_trio_broadcast_pinger"
 
 
-async def _send_pings(self: Any) -> None:  # F1
+async def _send_pings(self: Any) -> None:  # F1, S3
+    if self._pinged_by_app and _frames_plain_text(self):
+        return  # S3: the app pings it with the rest, through its DirectSender
     with trio.CancelScope() as scope:
         self._ping_scope = scope
         while not self.closed:
@@ -376,6 +386,7 @@ def _offer_direct_send(scope: Any, send: Any) -> None:
     stream = getattr(server, "stream", None)
     if isinstance(server, tcp_server.TCPServer) and type(stream) is trio.SocketStream:
         scope.setdefault("extensions", {})[DIRECT_SEND] = DirectSender(ws, server)
+        ws._pinged_by_app = True  # type: ignore[attr-defined]  # S3: the hub pings it
 
 
 def _frames_plain_text(ws: Any) -> bool:
@@ -403,7 +414,7 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Install F1-F5, and S1-S2 where they apply (see the table above; idempotent)."""
+    """Install F1-F5, and S1-S3 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
@@ -426,4 +437,5 @@ _STREAM_STATE = {
     "_discarding": False,  # F3: inside a message that was refused (too big)
     "_closing_told": False,  # F3: the app was told to close
     "_unparsable": False,  # F3: wsproto failed to parse; received data is ignored
+    "_pinged_by_app": False,  # S3: the app pings it (no pinger task of its own)
 }

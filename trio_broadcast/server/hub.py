@@ -42,6 +42,7 @@ import trio
 
 from ..errors import CloseCode, CloseConnection, SlowConsumerError
 from ..ratelimit import RateLimiter
+from ..wire.frames import PING_FRAME
 from ..wire.protocol import (
     Outgoing,
     Publish,
@@ -327,7 +328,21 @@ class Hub:
         ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
         reports it, and the error is raised.
         """
-        task_status.started()
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            if self.settings.ping_interval is not None:
+                nursery.start_soon(self._ping_loop, self.settings.ping_interval)
+            task_status.started()
+            try:
+                await self._run_broadcaster()
+            except Exception as error:  # noqa: BLE001 - re-raised below, outside the nursery
+                failure = error
+            finally:
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _run_broadcaster(self) -> None:
         while True:
             try:
                 await self._broadcast_loop()
@@ -343,6 +358,19 @@ class Hub:
                 self._fail(error)
                 raise
             return
+
+    async def _ping_loop(self, interval: float) -> None:
+        """Ping every client written directly, one pass per ``interval`` seconds: their pongs keep
+        the connection's idle timeout from running out. (A client whose connection cannot be
+        written directly is pinged by Hypercorn; a QUEUED one's socket is busy with data.)"""
+        while True:
+            await trio.sleep(interval)
+            for subscriber in self._subscribers.values():
+                if subscriber.state is State.DIRECT:
+                    assert subscriber.writer is not None
+                    if 0 < subscriber.writer.write_nowait(PING_FRAME) < len(PING_FRAME):
+                        subscriber.state = State.QUEUED  # its writer finishes the ping
+                        subscriber.outbox.put_nowait(FLUSH)
 
     def _fail(self, error: BaseException) -> None:
         self.failed = error

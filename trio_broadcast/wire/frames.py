@@ -30,6 +30,9 @@ def frame_header(length: int, *, opcode: int = TEXT, fin: bool = True, mask: byt
     return struct.pack("!BBQ", first, masked | 127, length) + mask
 
 
+PING_FRAME = bytes((0x80 | PING, 0))  # a server's ping with no payload
+
+
 def text_frame(payload: bytes) -> bytes:
     """A final, unmasked text frame carrying ``payload`` (UTF-8): what a server sends."""
     return frame_header(len(payload)) + payload
