@@ -107,9 +107,9 @@ async def test_stalled_reader_is_evicted_with_4008_while_healthy_clients_get_eve
 async def test_frames_cut_by_a_full_socket_reach_a_batching_client_whole_and_in_order(
     server: RunningServer,
 ) -> None:
-    # Under load the hub's tick writes batch frames without waiting. A client that stopped
-    # reading fills its socket, so a frame is cut where the buffer ends: its tail must still
-    # go out first, before any other frame, and nothing may be lost or repeated.
+    # The broadcaster's pass writes frames without waiting. A client that stopped reading fills
+    # its socket, so a frame is cut where the buffer ends: its tail must still go out first,
+    # before any other frame, and nothing may be lost or repeated.
     slow = await RawClient.connect(server.info.host, server.info.port, "?batch=1")
     texts = [f"{n:04d}" + "y" * 3000 for n in range(300)]
     async with connect(server.ws_url) as sender:
@@ -177,7 +177,7 @@ async def test_shutdown_completes_with_a_zero_window_client(server_factory: Serv
         stalled.close()
 
 
-# Victims written by their own writers (plain), or by the hub's tick (batching).
+# Victims written by the broadcaster's pass or by their own writers, plain and batching.
 @pytest.mark.parametrize("query", ["", "?batch=1"])
 async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
     server_factory: ServerFactory, query: str
