@@ -64,6 +64,12 @@ S3     ``WSStream._send_pings`` again (one       A pinger task per connection (i
                                                    once and the app's hub pings every client it
                                                    writes directly, in one pass per
                                                    ``ping_interval``.
+R1     nothing: reads the ``shutdown_event``      Under the plain Hypercorn CLI the master stops
+       argument of the worker's process            its workers by setting this event and then
+       (:func:`hypercorn_shutdown_event`)          cancelling them; clients got no close frame.
+                                                   ``server/asgi.py`` watches it and closes every
+                                                   client with 1001 first. Not there (no master,
+                                                   another Hypercorn): Hypercorn's own way.
 =====  ==========================================  ============================================
 
 All of them were written against Hypercorn 0.18 and wsproto 1.2 and 1.3, the ranges
@@ -78,11 +84,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing
 import os
 import weakref
 import zlib
 from importlib.metadata import version
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import trio
 from hypercorn.events import Closed, RawData
@@ -401,6 +408,24 @@ def _frames_plain_text(ws: Any) -> bool:
         and proto._outbound_opcode is None
         and not proto.extensions
     )
+
+
+class SharedEvent(Protocol):
+    """A ``multiprocessing`` event, as far as it is used here."""
+
+    def is_set(self) -> bool: ...
+
+
+def hypercorn_shutdown_event() -> SharedEvent | None:
+    """R1: the event a Hypercorn master sets to stop its workers (on SIGTERM/SIGINT), if any.
+
+    Hypercorn (0.18: ``hypercorn.run._populate``) starts each worker process with the event as
+    its target's ``shutdown_event`` argument, so it is in this process's own ``multiprocessing``
+    record. None when there is none (no master, or another Hypercorn).
+    """
+    kwargs = getattr(multiprocessing.current_process(), "_kwargs", None)
+    event = kwargs.get("shutdown_event") if isinstance(kwargs, dict) else None
+    return event if callable(getattr(event, "is_set", None)) else None
 
 
 SHORTCUTS_VARIABLE = "TRIO_BROADCAST_SHORTCUTS"  # "off": Hypercorn's own send path only

@@ -23,13 +23,14 @@ import multiprocessing
 import os
 import socket
 import sys
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 import structlog
 import trio
 
 from ..errors import ConfigError
 from ..logs import configure_logging
+from ._hypercorn import SharedEvent, hypercorn_shutdown_event
 from .app import BroadcastApp, create_app
 from .config import Settings
 
@@ -38,10 +39,6 @@ log = structlog.get_logger("trio_broadcast.server.asgi")
 EXIT_INVALID_SETTING = 2  # as ``trio-broadcast serve``
 EXIT_SECOND_WORKER = 3
 SHUTDOWN_POLL_INTERVAL = 0.1  # seconds; Hypercorn's workers poll the event this often too
-
-
-class _SharedEvent(Protocol):
-    def is_set(self) -> bool: ...
 
 
 def _fail(message: str, status: int) -> NoReturn:
@@ -78,19 +75,7 @@ def _take_worker_lock() -> socket.socket | None:
     return lock
 
 
-def hypercorn_shutdown_event() -> _SharedEvent | None:
-    """The event a Hypercorn master sets to stop its workers (on SIGTERM/SIGINT), if any.
-
-    Hypercorn (0.17, 0.18: ``hypercorn.run._populate``) starts each worker process with the
-    event as its target's ``shutdown_event`` argument, so it is in this process's own
-    ``multiprocessing`` record. None when there is none (no master, or another Hypercorn).
-    """
-    kwargs = getattr(multiprocessing.current_process(), "_kwargs", None)
-    event = kwargs.get("shutdown_event") if isinstance(kwargs, dict) else None
-    return event if callable(getattr(event, "is_set", None)) else None
-
-
-async def close_clients_on_shutdown(app: BroadcastApp, event: _SharedEvent) -> None:
+async def close_clients_on_shutdown(app: BroadcastApp, event: SharedEvent) -> None:
     """Wait for the master's shutdown event, then close every client with 1001.
 
     Runs in the app's nursery until the event is set or the app stops; cancelling it is safe.
