@@ -10,7 +10,7 @@ PORT ?= 8000
 run: venv ui
 	$(BIN)/trio-broadcast serve --host $(HOST) --port $(PORT)
 
-test: venv ui system-deps lint typecheck pytest test-unpatched test-lowest conformance conformance-deflate test-frontend test-browser
+test: venv ui system-deps lint typecheck pytest test-unpatched test-lowest conformance test-frontend test-browser
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
