@@ -28,6 +28,7 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # sustained rate-limit abuse
     MESSAGE_TOO_BIG = 1009  # message over max_message_bytes
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the backplane lost its history (new epoch): reconnect and resume
     TRY_AGAIN_LATER = 1013  # at max_connections
     SLOW_CONSUMER = 4008  # outbox overflowed
 
@@ -42,6 +43,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     RATE_LIMITED = "rate_limited"
+    BACKPLANE_UNAVAILABLE = "backplane_unavailable"  # the publish could not reach the backplane
 
 
 class BroadcastError(Exception):

@@ -1,0 +1,156 @@
+"""Redis going away under servers that share it: nothing silently lost, nothing duplicated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from conftest import RunningServer
+from redis_server import open_redis_server
+from support import JSON, connect, publish, read_until_closed, receive_json, receive_type
+from trio_websocket import WebSocketConnection
+
+from trio_broadcast.server.hub import BackplaneState
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/bin/redis-server").exists(), reason="needs redis-server (scripts/system-deps.sh)"
+)
+
+
+def task_count() -> int:
+    """Every task in this trio run."""
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
+
+
+async def wait_for_state(servers: list[RunningServer], state: BackplaneState) -> None:
+    for server in servers:
+        hub = server.app.hub
+        await hub.wait_until(lambda hub=hub: hub.backplane_state is state)  # type: ignore[misc]
+
+
+async def outcome(ws: WebSocketConnection, id_: str) -> JSON:
+    """The ack or error for publish ``id_`` (the publisher receives nothing else here)."""
+    frame = await receive_json(ws)
+    assert frame["type"] in {"ack", "error"}, frame
+    assert frame["id"] == id_, frame
+    return frame
+
+
+async def test_redis_killed_mid_traffic_every_publish_is_delivered_or_refused(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    async with (
+        open_redis_server(tmp_path, persistent=True) as redis,
+        AsyncExitStack() as stack,
+    ):
+        servers = [
+            await stack.enter_async_context(server_factory(redis_url=redis.url)) for _ in (0, 1)
+        ]
+        a, b = servers
+        publisher = await stack.enter_async_context(connect(a.ws_url))
+        listeners = [await stack.enter_async_context(connect(server.ws_url)) for server in servers]
+        for ws in (publisher, *listeners):
+            await receive_type(ws, "welcome")
+        received: list[list[JSON]] = [[], []]
+        acks: dict[str, int] = {}
+        refused: list[str] = []
+        async with trio.open_nursery() as nursery:
+
+            async def listen(index: int) -> None:
+                while True:
+                    frame = await receive_type(listeners[index], "message")
+                    received[index].append(frame)
+                    if frame["message"] == "end":
+                        return
+
+            for index in (0, 1):
+                nursery.start_soon(listen, index)
+            tasks_before = task_count()
+
+            async def send(id_: str) -> None:
+                await publish(publisher, id_, id=id_)
+                frame = await outcome(publisher, id_)
+                if frame["type"] == "ack":
+                    acks[id_] = frame["seq"]
+                else:
+                    assert frame["code"] == "backplane_unavailable", frame
+                    refused.append(id_)
+
+            for number in range(20):
+                await send(f"up-{number}")
+            await redis.kill()
+            await wait_for_state(servers, BackplaneState.DOWN)
+            async with httpx.AsyncClient() as http:
+                health = await http.get(a.url + "/health")
+            assert health.status_code == 503
+            assert health.json()["status"] == "backplane_unavailable"
+            for number in range(20):
+                await send(f"down-{number}")
+            # Connected clients stayed connected.
+            assert (a.app.hub.connection_count, b.app.hub.connection_count) == (2, 1)
+            await redis.start()
+            await wait_for_state(servers, BackplaneState.UP)
+            for number in range(20):
+                await send(f"again-{number}")
+            assert task_count() == tasks_before  # no task left behind by the outage
+            await send("end")
+
+        # Redis kept what it had accepted (appendfsync always): no refused publish reached it,
+        # every acknowledged one reached both servers' clients, once, in seq order.
+        assert refused == [f"down-{number}" for number in range(20)]
+        sent = [f"up-{n}" for n in range(20)] + [f"again-{n}" for n in range(20)] + ["end"]
+        assert list(acks) == sent
+        assert list(acks.values()) == list(range(1, 42))
+        for frames in received:
+            assert [frame["message"] for frame in frames] == sent
+            assert [frame["seq"] for frame in frames] == list(range(1, 42))
+        assert (a.app.hub.connection_count, b.app.hub.connection_count) == (2, 1)
+        assert a.app.hub.statistics().errors == {"backplane_unavailable": 20}
+        assert b.app.hub.statistics().errors == {}
+
+
+async def test_redis_that_lost_its_data_starts_a_new_epoch_and_clients_are_told(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    async with (
+        open_redis_server(tmp_path) as redis,
+        server_factory(redis_url=redis.url) as server,
+    ):
+        async with connect(server.ws_url) as publisher, connect(server.ws_url) as listener:
+            welcome = await receive_type(listener, "welcome")
+            await receive_type(publisher, "welcome")
+            for number in range(3):
+                await publish(publisher, f"old-{number}")
+                await receive_type(publisher, "ack")
+            seen = [await receive_type(listener, "message") for _ in range(3)]
+            await redis.kill()
+            await wait_for_state([server], BackplaneState.DOWN)
+            await redis.start()  # empty: no persistence
+            for ws in (publisher, listener):
+                frames, code = await read_until_closed(ws)
+                assert code == 1012
+                assert frames == []
+        assert server.app.hub.epoch != welcome["epoch"]
+        query = f"?since={seen[-1]['seq']}&epoch={welcome['epoch']}"
+        async with connect(server.ws_url) as publisher, connect(server.ws_url + query) as resumed:
+            await receive_type(publisher, "welcome")
+            again = await receive_type(resumed, "welcome")
+            assert again["epoch"] == server.app.hub.epoch
+            assert again["seq"] == 0
+            recovered = await receive_type(resumed, "recovered")
+            assert recovered["complete"] is False
+            assert recovered["reason"] == "epoch_mismatch"
+            await publish(publisher, "new")
+            assert (await receive_type(publisher, "ack"))["seq"] == 1
+            assert (await receive_type(resumed, "message"))["seq"] == 1
