@@ -36,6 +36,14 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
+    @property
+    def socket_path(self) -> Path:
+        return self.folder / "redis.sock"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
     async def start(self) -> None:
         """Start it and wait until it says it accepts connections."""
         executable = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -48,6 +56,10 @@ class RedisServer:
             "127.0.0.1",
             "--dir",
             str(self.folder),
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
             "--save",
             "",
             *(persistence if self.persistent else ["--appendonly", "no"]),

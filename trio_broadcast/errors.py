@@ -4,6 +4,8 @@
 
     BroadcastError
     ├── ConfigError          a setting is invalid (raised at start-up)
+    ├── BackplaneUnavailableError  Redis (``redis_url``) cannot be reached; at start-up it stops
+    │                        the server, later publishes get ``backplane_unavailable``
     ├── ProtocolError        a client frame is refused: an ``error`` reply, connection stays open
     └── CloseConnection      the connection must end: carries the WebSocket close code
         ├── SlowConsumerError    the client's outbox overflowed (4008)
@@ -52,6 +54,10 @@ class BroadcastError(Exception):
 
 class ConfigError(BroadcastError, ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class BackplaneUnavailableError(BroadcastError):
+    """The backplane (``redis_url``) could not be reached, or did not answer in time."""
 
 
 class ProtocolError(BroadcastError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -11,10 +14,12 @@ import httpx
 import pytest
 import trio
 from conftest import RunningServer
-from redis_server import open_redis_server
+from redis_server import free_port, open_redis_server
 from support import JSON, connect, publish, read_until_closed, receive_json, receive_type
 from trio_websocket import WebSocketConnection
 
+from trio_broadcast.errors import BackplaneUnavailableError
+from trio_broadcast.server import hub as hub_module
 from trio_broadcast.server.hub import BackplaneState
 
 pytestmark = pytest.mark.skipif(
@@ -154,3 +159,41 @@ async def test_redis_that_lost_its_data_starts_a_new_epoch_and_clients_are_told(
             await publish(publisher, "new")
             assert (await receive_type(publisher, "ack"))["seq"] == 1
             assert (await receive_type(resumed, "message"))["seq"] == 1
+
+
+async def test_unreachable_redis_at_start_up_stops_the_server_before_it_listens(
+    monkeypatch: pytest.MonkeyPatch, server_factory: Callable[..., Any]
+) -> None:
+    monkeypatch.setattr(hub_module, "BACKPLANE_STARTUP_TIMEOUT", 0.5)
+    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.RaisesGroup(BackplaneUnavailableError, flatten_subgroups=True):
+        async with server_factory(redis_url=url):
+            pytest.fail("the server started")
+
+
+async def test_serve_without_redis_is_one_line_and_exit_status_1() -> None:
+    url = f"redis://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-c", SERVE_WITH_SHORT_WAIT, "--port", "0", "--redis-url", url]
+    result = await trio.run_process(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={**os.environ, "TRIO_BROADCAST_LOG_LEVEL": "error"},
+    )
+    assert result.returncode == 1
+    assert result.stdout == b""  # it never said it listens
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "no Redis backplane within 0.5 s" in lines[0]
+
+
+# `trio-broadcast serve` with a short start-up wait for Redis (30 s by default).
+SERVE_WITH_SHORT_WAIT = """
+import sys
+from trio_broadcast import cli
+from trio_broadcast.server import hub
+hub.BACKPLANE_STARTUP_TIMEOUT = 0.5
+cli.main(["serve", *sys.argv[1:]])
+"""

@@ -12,7 +12,7 @@ import pytest
 import trio
 from conftest import RunningServer
 from redis_server import RedisServer, open_redis_server
-from support import JSON, connect, publish, receive_json, receive_type
+from support import JSON, connect, publish, receive_json, receive_type, unbatch
 from trio_websocket import WebSocketConnection
 
 pytestmark = pytest.mark.skipif(
@@ -152,3 +152,45 @@ async def test_health_reports_the_backplane(
             response = await http.get(a.url + "/health")
         assert response.status_code == 200
         assert response.json()["backplane"] == "up"
+
+
+async def test_a_resume_older_than_the_history_reports_the_gap(
+    redis: RedisServer, server_factory: Callable[..., Any]
+) -> None:
+    async with AsyncExitStack() as stack:
+        a, b = await start_servers(stack, server_factory, 2, redis.url, history_size=3)
+        async with connect(a.ws_url) as publisher, connect(b.ws_url) as watcher:
+            welcome = await receive_type(publisher, "welcome")
+            await receive_type(watcher, "welcome")
+            for number in range(6):
+                await publish(publisher, f"m{number}")
+                await receive_type(publisher, "ack")
+            for _ in range(6):  # B has read them all
+                await receive_type(watcher, "message")
+        async with connect(b.ws_url + f"?since=1&epoch={welcome['epoch']}") as late:
+            await receive_type(late, "welcome")
+            replay = [await receive_type(late, "message") for _ in range(3)]
+            recovered = await receive_type(late, "recovered")
+        assert [frame["seq"] for frame in replay] == [4, 5, 6]
+        assert recovered["complete"] is False
+        assert recovered["reason"] == "history_expired"
+        assert recovered["first_seq"] == 4
+
+
+async def test_a_unix_socket_url_and_a_batching_client(
+    redis: RedisServer, server_factory: Callable[..., Any]
+) -> None:
+    async with AsyncExitStack() as stack:
+        a, b = await start_servers(stack, server_factory, 2, redis.unix_url)
+        publisher = await stack.enter_async_context(connect(a.ws_url))
+        batching = await stack.enter_async_context(connect(b.ws_url + "?batch=1"))
+        await receive_type(publisher, "welcome")
+        await receive_type(batching, "welcome")
+        for number in range(10):
+            await publish(publisher, f"m{number}")
+        acks = [await receive_type(publisher, "ack") for _ in range(10)]
+        events: list[JSON] = []
+        while len(events) < 10:
+            events += unbatch(await receive_json(batching))
+        assert [ack["seq"] for ack in acks] == list(range(1, 11))
+        assert [event["message"] for event in events] == [f"m{n}" for n in range(10)]

@@ -22,13 +22,7 @@ from typing import Protocol
 
 import attrs
 
-from ..errors import BroadcastError
-
 RECORD_FIELDS = ("m", "s", "t", "n", "p")  # message, sender, timestamp, node, publish key
-
-
-class BackplaneUnavailableError(BroadcastError):
-    """The backplane could not be reached, or did not answer in time."""
 
 
 @attrs.frozen
@@ -170,7 +164,7 @@ class Backoff:
 class Backplane(Protocol):
     """What the hub needs of a shared log (:class:`.redis_backplane.RedisBackplane`).
 
-    Every method but :meth:`open` may raise :class:`BackplaneUnavailableError`; each is a
+    Every method but :meth:`open` may raise :class:`~..errors.BackplaneUnavailableError`; each is a
     checkpoint, and cancelling one leaves the log as it was or with the whole call done.
     """
 

@@ -41,7 +41,13 @@ import attrs
 import structlog
 import trio
 
-from ..errors import CloseCode, CloseConnection, ErrorCode, SlowConsumerError
+from ..errors import (
+    BackplaneUnavailableError,
+    CloseCode,
+    CloseConnection,
+    ErrorCode,
+    SlowConsumerError,
+)
 from ..ratelimit import RateLimiter
 from ..wire.protocol import (
     Outgoing,
@@ -53,7 +59,7 @@ from ..wire.protocol import (
     encode_welcome,
     format_timestamp,
 )
-from .backplane import AppendRequest, Backoff, Backplane, BackplaneUnavailableError, Record
+from .backplane import AppendRequest, Backoff, Backplane, Record
 from .config import Settings
 from .history import History
 from .outbox import FLUSH, Bundle, Outbox
@@ -521,6 +527,17 @@ class Hub:
 
     # -- with a backplane ----------------------------------------------------------------
 
+    async def wait_for_backplane(self) -> None:
+        """Before serving: wait until the backplane answers (if there is one), and learn its
+        epoch and history. ``serve()`` calls it before it listens. A checkpoint.
+
+        Raises:
+            BackplaneUnavailableError: no answer within ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
+        """
+        if self._backplane is not None:
+            async with self._backplane.open():
+                await self._start_backplane(self._backplane)
+
     async def _start_backplane(self, backplane: Backplane) -> None:
         """Learn the log's epoch and fill the history from it, retrying with backoff for up to
         ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
@@ -529,18 +546,20 @@ class Hub:
             BackplaneUnavailableError: the backplane did not answer in that time.
         """
         backoff = Backoff()
+        last = "no answer"
         with trio.move_on_after(BACKPLANE_STARTUP_TIMEOUT):
             while True:
                 try:
                     await self._sync(backplane)
                 except BackplaneUnavailableError as error:
                     log.warning("backplane_unavailable", error=str(error), during="start-up")
+                    last = str(error)
                     await trio.sleep(backoff.next())
                     continue
                 self._set_backplane_state(BackplaneState.UP)
                 return
         raise BackplaneUnavailableError(
-            f"no backplane within {BACKPLANE_STARTUP_TIMEOUT} s at start-up"
+            f"no Redis backplane within {BACKPLANE_STARTUP_TIMEOUT:g} s ({last})"
         )
 
     async def _sync(self, backplane: Backplane) -> None:

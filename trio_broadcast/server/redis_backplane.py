@@ -18,12 +18,13 @@ import coredis
 from coredis.commands.script import Script
 from coredis.exceptions import RedisError
 from coredis.response.types import StreamEntry
+from coredis.retry import NoRetryPolicy
 
+from ..errors import BackplaneUnavailableError
 from .backplane import (
     APPEND_SCRIPT,
     ENSURE_EPOCH_SCRIPT,
     AppendRequest,
-    BackplaneUnavailableError,
     Keys,
     Record,
     append_args,
@@ -70,6 +71,9 @@ class RedisBackplane:
             decode_responses=True,
             connect_timeout=CONNECT_TIMEOUT,
             stream_timeout=COMMAND_TIMEOUT,
+            # No retries inside coredis: an append retried after its reply was lost would run
+            # twice (two seqs for one publish). The hub decides what a failure means.
+            retry_policy=NoRetryPolicy(),
         )
 
     @asynccontextmanager
