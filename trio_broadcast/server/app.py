@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "outbox_depth": {"total": stats.outbox_depth_total, "max": stats.outbox_depth_max},
             "history_length": stats.history_length,
             "broadcaster_restarts": stats.restarts,
+            "backplane": stats.backplane,
             "limits": settings.limits(),
         }
 
