@@ -197,3 +197,100 @@ from trio_broadcast.server import hub
 hub.BACKPLANE_STARTUP_TIMEOUT = 0.5
 cli.main(["serve", *sys.argv[1:]])
 """
+
+
+async def test_redis_killed_with_publishes_in_flight_each_gets_one_answer(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    """Up to eight publishes in flight when Redis dies: each gets exactly one ack or error, an
+    acknowledged one reaches every client once, and an error is for one that was either never
+    broadcast or (its reply lost) broadcast once and seen by its author as a message."""
+    window = 8  # publishes in flight at most
+    async with (
+        open_redis_server(tmp_path, persistent=True) as redis,
+        AsyncExitStack() as stack,
+    ):
+        servers = [
+            await stack.enter_async_context(server_factory(redis_url=redis.url)) for _ in (0, 1)
+        ]
+        a, b = servers
+        publisher = await stack.enter_async_context(connect(a.ws_url))
+        listeners = [await stack.enter_async_context(connect(server.ws_url)) for server in servers]
+        for ws in (publisher, *listeners):
+            await receive_type(ws, "welcome")
+        answers: list[tuple[str, str]] = []  # (id, "ack" | "error"), in arrival order
+        own_messages: list[str] = []  # refused, yet broadcast: the publisher sees it
+        changed = trio.Event()
+        received: list[list[JSON]] = [[], []]
+
+        def notify() -> None:
+            nonlocal changed
+            changed.set()
+            changed = trio.Event()
+
+        async def until(predicate: Callable[[], bool]) -> None:
+            while not predicate():
+                await changed.wait()
+
+        def count(kind: str) -> int:
+            return sum(1 for _, answer in answers if answer == kind)
+
+        async with trio.open_nursery() as nursery:
+
+            async def listen(index: int) -> None:
+                while True:
+                    frame = await receive_type(listeners[index], "message")
+                    received[index].append(frame)
+                    if frame["message"] == "end":
+                        return
+
+            async def answers_to_publisher() -> None:
+                while True:
+                    frame = await receive_json(publisher)
+                    if frame["type"] == "message":
+                        own_messages.append(frame["message"])
+                    else:
+                        assert frame["type"] == "ack" or frame["code"] == "backplane_unavailable"
+                        answers.append((frame["id"], frame["type"]))
+                        if frame["id"] == "end":
+                            return
+                    notify()
+
+            for index in (0, 1):
+                nursery.start_soon(listen, index)
+            nursery.start_soon(answers_to_publisher)
+            tasks_before = task_count()
+            recovered = trio.Event()
+
+            async def outage() -> None:
+                await until(lambda: count("ack") >= 30)
+                await redis.kill()
+                await until(lambda: count("error") >= 10)
+                await redis.start()
+                await wait_for_state(servers, BackplaneState.UP)
+                recovered.set()
+
+            nursery.start_soon(outage)
+            sent = 0
+            after_recovery = 0
+            while after_recovery < 30:
+                await until(lambda sent=sent: len(answers) >= sent - window)  # type: ignore[misc]
+                await publish(publisher, f"m{sent}", id=f"m{sent}")
+                sent += 1
+                after_recovery += recovered.is_set()
+            await until(lambda: len(answers) == sent)
+            assert task_count() == tasks_before  # no task left behind by the outage
+            await publish(publisher, "end", id="end")
+
+        ids = [id_ for id_, _ in answers]
+        assert len(ids) == len(set(ids)) == sent + 1  # one answer each
+        acked = {id_ for id_, answer in answers if answer == "ack"}
+        refused = {id_ for id_, answer in answers if answer == "error"}
+        assert count("error") >= 10
+        delivered = [frame["message"] for frame in received[0]]
+        assert [frame["message"] for frame in received[1]] == delivered  # one order everywhere
+        assert [frame["seq"] for frame in received[0]] == list(range(1, len(delivered) + 1))
+        assert len(set(delivered)) == len(delivered)  # once each
+        assert acked <= set(delivered)
+        assert set(delivered) - acked == set(own_messages) <= refused
+        assert (a.app.hub.connection_count, b.app.hub.connection_count) == (2, 1)

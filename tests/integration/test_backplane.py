@@ -12,7 +12,15 @@ import pytest
 import trio
 from conftest import RunningServer
 from redis_server import RedisServer, open_redis_server
-from support import JSON, connect, publish, receive_json, receive_type, unbatch
+from support import (
+    JSON,
+    connect,
+    publish,
+    read_until_closed,
+    receive_json,
+    receive_type,
+    unbatch,
+)
 from trio_websocket import WebSocketConnection
 
 pytestmark = pytest.mark.skipif(
@@ -194,3 +202,33 @@ async def test_a_unix_socket_url_and_a_batching_client(
             events += unbatch(await receive_json(batching))
         assert [ack["seq"] for ack in acks] == list(range(1, 11))
         assert [event["message"] for event in events] == [f"m{n}" for n in range(10)]
+
+
+async def test_a_restarted_server_keeps_the_epoch_and_its_clients_resume_complete(
+    redis: RedisServer, server_factory: Callable[..., Any]
+) -> None:
+    async with AsyncExitStack() as stack:
+        (b,) = await start_servers(stack, server_factory, 1, redis.url)
+        publisher = await stack.enter_async_context(connect(b.ws_url))
+        await receive_type(publisher, "welcome")
+        async with server_factory(redis_url=redis.url) as a:
+            async with connect(a.ws_url) as client:
+                welcome = await receive_type(client, "welcome")
+                await publish(publisher, "before")
+                await receive_type(publisher, "ack")
+                seen = await receive_type(client, "message")
+                a.shutdown()
+                frames, code = await read_until_closed(client)
+                assert (frames, code) == ([], 1001)
+            await a.stopped.wait()
+        for number in range(3):  # while it is down
+            await publish(publisher, f"meanwhile-{number}")
+            await receive_type(publisher, "ack")
+        async with server_factory(redis_url=redis.url) as again:
+            query = f"?since={seen['seq']}&epoch={welcome['epoch']}"
+            async with connect(again.ws_url + query) as client:
+                assert (await receive_type(client, "welcome"))["epoch"] == welcome["epoch"]
+                replay = [await receive_type(client, "message") for _ in range(3)]
+                recovered = await receive_type(client, "recovered")
+        assert [frame["message"] for frame in replay] == [f"meanwhile-{n}" for n in range(3)]
+        assert recovered["complete"] is True
