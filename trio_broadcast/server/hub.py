@@ -362,6 +362,10 @@ class Hub:
         A crash is logged and the loop restarted; more than ``MAX_RESTARTS`` crashes within
         ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
         reports it, and the error is raised.
+
+        With a backplane, the broadcaster is the appender and the reader (see
+        :meth:`_run_backplane`), inside the backplane's connections; call
+        :meth:`wait_for_backplane` first (``serve()`` does), or this waits for it too.
         """
         if self._backplane is None:
             await self._supervise(self._broadcast_loop, task_status)
@@ -374,6 +378,7 @@ class Hub:
     async def _supervise(
         self, loop: Callable[[], Awaitable[None]], task_status: trio.TaskStatus[None]
     ) -> None:
+        """Report started, then run ``loop`` until it returns, restarting it after a crash."""
         task_status.started()
         while True:
             try:

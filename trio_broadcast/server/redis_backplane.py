@@ -14,6 +14,7 @@ import datetime
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
+import anyio
 import coredis
 from coredis.commands.script import Script
 from coredis.exceptions import RedisError
@@ -35,12 +36,17 @@ COMMAND_TIMEOUT = 10.0  # seconds Redis has to answer a command (longer than REA
 READ_BLOCK = 2.0  # seconds one XREAD waits for new entries before it returns none
 
 
+# What a coredis connection's anyio stream may raise when Redis goes away mid-command (coredis
+# normally wraps them in its ConnectionError).
+_STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+
+
 @contextmanager
 def _unavailable(what: str) -> Iterator[None]:
     """Turn what Redis or the network raises into :class:`BackplaneUnavailableError`."""
     try:
         yield
-    except (RedisError, OSError, TimeoutError) as error:
+    except (RedisError, OSError, TimeoutError, *_STREAM_ERRORS) as error:
         raise BackplaneUnavailableError(f"{what}: {type(error).__name__}: {error}") from error
 
 
