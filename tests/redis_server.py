@@ -75,11 +75,21 @@ class RedisServer:
             assert chunk, f"redis-server exited: {seen.decode(errors='replace')}"
             seen = seen[-len(READY) :] + chunk if len(seen) > 4096 else seen + chunk
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered (like a network partition)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it answers what it was sent meanwhile."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL, and wait until it is gone."""
         process = self.process
         assert process is not None
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(signal.SIGKILL)  # a stopped process dies of it too
         await process.wait()
         assert process.stdout is not None
         await process.stdout.aclose()

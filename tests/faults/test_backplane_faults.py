@@ -20,6 +20,7 @@ from trio_websocket import WebSocketConnection
 
 from trio_broadcast.errors import BackplaneUnavailableError
 from trio_broadcast.server import hub as hub_module
+from trio_broadcast.server import redis_backplane
 from trio_broadcast.server.hub import BackplaneState
 
 pytestmark = pytest.mark.skipif(
@@ -294,3 +295,41 @@ async def test_redis_killed_with_publishes_in_flight_each_gets_one_answer(
         assert acked <= set(delivered)
         assert set(delivered) - acked == set(own_messages) <= refused
         assert (a.app.hub.connection_count, b.app.hub.connection_count) == (2, 1)
+
+
+async def test_a_redis_that_stops_answering_times_out_into_errors_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_factory: Callable[..., Any]
+) -> None:
+    """A hung Redis (SIGSTOP: connections open, no answers) is a partition without resets: each
+    command times out (shortened here), a publish gets the error, and if Redis runs it late,
+    when it wakes, it is broadcast once, its author seeing it as a message."""
+    monkeypatch.setattr(redis_backplane, "COMMAND_TIMEOUT", 1.0)
+    monkeypatch.setattr(redis_backplane, "READ_BLOCK", 0.2)
+    async with (
+        open_redis_server(tmp_path) as redis,
+        server_factory(redis_url=redis.url) as server,
+        connect(server.ws_url) as publisher,
+        connect(server.ws_url) as listener,
+    ):
+        await receive_type(publisher, "welcome")
+        await receive_type(listener, "welcome")
+        await publish(publisher, "first", id="first")
+        assert (await outcome(publisher, "first"))["type"] == "ack"
+        redis.pause()
+        await publish(publisher, "late", id="late")
+        assert (await outcome(publisher, "late"))["code"] == "backplane_unavailable"
+        await wait_for_state([server], BackplaneState.DOWN)
+        assert server.app.hub.connection_count == 2
+        redis.resume()
+        await wait_for_state([server], BackplaneState.UP)
+        await publish(publisher, "next", id="next")
+        own: list[str] = []
+        while (frame := await receive_json(publisher))["type"] == "message":
+            own.append(frame["message"])
+        assert (frame["type"], frame["id"]) == ("ack", "next")
+        heard: list[JSON] = []
+        while not heard or heard[-1]["message"] != "next":
+            heard.append(await receive_type(listener, "message"))
+    assert [frame["message"] for frame in heard] in (["first", "next"], ["first", "late", "next"])
+    assert [frame["seq"] for frame in heard] == list(range(1, len(heard) + 1))
+    assert own == [frame["message"] for frame in heard if frame["message"] == "late"]
