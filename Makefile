@@ -57,7 +57,7 @@ $(LOWEST)/installed: pyproject.toml .ci/lowest_requirements.py
 	touch $@
 
 test-lowest: $(LOWEST)/installed
-	$(LOWEST)/bin/pip freeze | grep -iE '^(trio|trio-websocket|hypercorn|quart|quart-trio|attrs|structlog|prometheus.client)=='
+	$(LOWEST)/bin/pip freeze | grep -iE '^(trio|trio-websocket|hypercorn|quart|quart-trio|attrs|structlog|prometheus.client|coredis)=='
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests/integration
 
 # Autobahn|Testsuite's fuzzing client (a Python 2.7 program, in a virtualenv of its own) against

@@ -14,7 +14,7 @@ import trio
 from . import __version__
 from .bench import args as bench_args
 from .client import args as client_args
-from .errors import ConfigError
+from .errors import BackplaneUnavailableError, ConfigError
 from .logs import configure_logging
 from .server.config import Settings, add_arguments
 
@@ -77,7 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except (OSError, BaseExceptionGroup) as error:
+    except (OSError, BackplaneUnavailableError, BaseExceptionGroup) as error:
         cause = None if started else startup_error(error)
         if cause is None:
             raise
@@ -89,12 +89,13 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def startup_error(error: BaseException) -> OSError | None:
-    """The ``OSError`` that stopped the server starting, unwrapped from trio's exception groups.
+def startup_error(error: BaseException) -> Exception | None:
+    """The ``OSError`` (or ``BackplaneUnavailableError``) that stopped the server starting,
+    unwrapped from trio's exception groups.
 
-    None when ``error`` is (or holds) anything but OSErrors: that is a bug, for a traceback.
+    None when ``error`` is (or holds) anything else: that is a bug, for a traceback.
     """
-    if isinstance(error, OSError):
+    if isinstance(error, OSError | BackplaneUnavailableError):
         return error
     if isinstance(error, BaseExceptionGroup):
         causes = [startup_error(inner) for inner in error.exceptions]

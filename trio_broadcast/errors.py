@@ -4,6 +4,8 @@
 
     BroadcastError
     ├── ConfigError          a setting is invalid (raised at start-up)
+    ├── BackplaneUnavailableError  Redis (``redis_url``) cannot be reached; at start-up it stops
+    │                        the server, later publishes get ``backplane_unavailable``
     ├── ProtocolError        a client frame is refused: an ``error`` reply, connection stays open
     └── CloseConnection      the connection must end: carries the WebSocket close code
         ├── SlowConsumerError    the client's outbox overflowed (4008)
@@ -28,6 +30,7 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # sustained rate-limit abuse
     MESSAGE_TOO_BIG = 1009  # message over max_message_bytes
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the backplane lost its history (new epoch): reconnect and resume
     TRY_AGAIN_LATER = 1013  # at max_connections
     SLOW_CONSUMER = 4008  # outbox overflowed
 
@@ -42,6 +45,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     RATE_LIMITED = "rate_limited"
+    BACKPLANE_UNAVAILABLE = "backplane_unavailable"  # the publish could not reach the backplane
 
 
 class BroadcastError(Exception):
@@ -50,6 +54,10 @@ class BroadcastError(Exception):
 
 class ConfigError(BroadcastError, ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class BackplaneUnavailableError(BroadcastError):
+    """The backplane (``redis_url``) could not be reached, or did not answer in time."""
 
 
 class ProtocolError(BroadcastError):

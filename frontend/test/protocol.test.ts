@@ -149,6 +149,7 @@ describe('describeClose and describeError', () => {
     [1008, 'error', /rate limit/],
     [1009, 'error', /not be resent/],
     [1011, 'error', /internal/],
+    [1012, 'warning', /history was lost/],
     [1013, 'warning', /connection limit/],
     [4008, 'warning', /slow consumer/],
     [4999, 'warning', /4999/],
@@ -176,8 +177,12 @@ describe('describeClose and describeError', () => {
     expect(describeError('rate_limited', null, null)).toBe('Rate limited: that message was not broadcast.');
   });
 
+  it('says a publish the backplane did not confirm may still appear', () => {
+    expect(describeError('backplane_unavailable', null, null)).toMatch(/not confirmed/);
+  });
+
   it('explains every documented error code', () => {
-    for (const code of ['invalid_json', 'not_an_object', 'invalid_message', 'invalid_id', 'unknown_field', 'binary_not_supported', 'new_code']) {
+    for (const code of ['invalid_json', 'not_an_object', 'invalid_message', 'invalid_id', 'unknown_field', 'binary_not_supported', 'backplane_unavailable', 'new_code']) {
       expect(describeError(code, 'd', null)).not.toBe('');
     }
   });

@@ -49,3 +49,14 @@ def test_client_commands_load_neither_the_server_nor_the_bench(command: str) -> 
         and name not in {"trio_broadcast.server.config"}  # the CLI's `serve` flags
         and not name.endswith(".args")
     }
+
+
+def test_the_app_without_redis_url_loads_no_redis_client() -> None:
+    loaded = loaded_after(
+        "from trio_broadcast.server.app import create_app\n"
+        "from trio_broadcast.server.config import Settings\n"
+        "create_app(Settings())"
+    )
+    assert "trio_broadcast.server.hub" in loaded
+    assert not {name for name in loaded if name.split(".")[0] == "coredis"}
+    assert "trio_broadcast.server.redis_backplane" not in loaded

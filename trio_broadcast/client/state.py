@@ -460,6 +460,7 @@ def describe_close(code: int | None) -> str:
         CloseCode.POLICY_VIOLATION: "policy violation (publishing over the rate limit)",
         CloseCode.MESSAGE_TOO_BIG: "a frame was larger than max_message_bytes",
         CloseCode.INTERNAL_ERROR: "internal server error",
+        CloseCode.SERVICE_RESTART: "the server's shared history was lost (a new epoch)",
         CloseCode.TRY_AGAIN_LATER: "the server is at max_connections",
         CloseCode.SLOW_CONSUMER: "evicted as a slow consumer",
     }

@@ -15,7 +15,7 @@ from quart_trio import QuartTrio
 from .. import __version__
 from . import _hypercorn, endpoint
 from .config import Settings
-from .hub import Hub
+from .hub import BackplaneState, Hub
 from .metrics import Metrics
 from .proxies import TrustedProxies
 
@@ -24,6 +24,7 @@ log = structlog.get_logger("trio_broadcast.server.app")
 PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
 FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))
 ASYNCAPI = Path(str(resources.files("trio_broadcast") / "wire" / "asyncapi.json"))  # the protocol
+MIN_STREAM_LENGTH = 1000  # entries the backplane's stream keeps at least, whatever history_size
 IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never change
 
 
@@ -58,7 +59,15 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
     _hypercorn.install()
     app = BroadcastApp(__name__, static_folder=None)
     app.settings = settings
-    app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}")
+    backplane = None
+    if settings.redis_url is not None:
+        from .redis_backplane import RedisBackplane  # coredis: loaded only when it is used
+
+        # The stream is also how servers hand entries to each other: never trimmed so short
+        # that a reader a little behind would find its next entry gone.
+        length = max(settings.history_size, MIN_STREAM_LENGTH)
+        backplane = RedisBackplane(settings.redis_url, settings.redis_prefix, max_length=length)
+    app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}", backplane=backplane)
     app.metrics = Metrics(app.hub)
     app.hub.observe_latency = app.metrics.latency.observe
     app.trusted_proxies = TrustedProxies(settings.trusted_proxies)
@@ -81,7 +90,15 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             status = "unhealthy"
         elif hub.closing:
             status = "shutting_down"
-        body = {"status": status, "connections": hub.connection_count, "epoch": hub.epoch}
+        elif hub.backplane_state is BackplaneState.DOWN:
+            status = "backplane_unavailable"
+        body: dict[str, Any] = {
+            "status": status,
+            "connections": hub.connection_count,
+            "epoch": hub.epoch,
+        }
+        if hub.backplane_state is not BackplaneState.NONE:
+            body["backplane"] = hub.backplane_state.value
         return body, 200 if status == "healthy" else 503
 
     @app.get("/api/status")
@@ -104,6 +121,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "outbox_depth": {"total": stats.outbox_depth_total, "max": stats.outbox_depth_max},
             "history_length": stats.history_length,
             "broadcaster_restarts": stats.restarts,
+            "backplane": stats.backplane,
             "limits": settings.limits(),
         }
 

@@ -70,6 +70,16 @@ def _networks(_inst: object, attribute: attrs.Attribute[Any], value: tuple[str, 
             ) from None
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(_inst: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            f"{attribute.name} must start with {', '.join(REDIS_SCHEMES)}, got {value!r}"
+        )
+
+
 def _to_tuple(value: Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
@@ -214,6 +224,18 @@ class Settings:
     access_log: bool = attrs.field(default=False, metadata=_help("log every HTTP request"))
     static_dir: str | None = attrs.field(
         default=None, metadata=_help("folder with the built UI; default: the packaged one")
+    )
+    redis_url: str | None = attrs.field(
+        default=None,
+        validator=_redis_url,
+        metadata=_help(
+            "Redis backplane (redis://, rediss://, unix://): every server on it shares one "
+            "order, one seq and one history (experimental); unset: one process, in memory"
+        ),
+    )
+    redis_prefix: str = attrs.field(
+        default="trio-broadcast:",
+        metadata=_help("prefix of the backplane's Redis keys, so deployments can share a Redis"),
     )
 
     def __attrs_post_init__(self) -> None:

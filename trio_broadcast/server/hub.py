@@ -33,14 +33,21 @@ import collections
 import enum
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import attrs
 import structlog
 import trio
 
-from ..errors import CloseCode, CloseConnection, SlowConsumerError
+from ..errors import (
+    BackplaneUnavailableError,
+    CloseCode,
+    CloseConnection,
+    ErrorCode,
+    SlowConsumerError,
+)
 from ..ratelimit import RateLimiter
 from ..wire.frames import PING_FRAME
 from ..wire.protocol import (
@@ -48,10 +55,12 @@ from ..wire.protocol import (
     Publish,
     Recovery,
     encode_ack,
+    encode_error,
     encode_message,
     encode_welcome,
     format_timestamp,
 )
+from .backplane import AppendRequest, Backoff, Backplane, Record
 from .config import Settings
 from .history import History
 from .outbox import FLUSH, Bundle, Outbox
@@ -63,6 +72,7 @@ MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before t
 RESTART_WINDOW = 60.0  # seconds
 PASS_LOAD_FACTOR = 0.25  # after a long pass, the broadcaster pauses a quarter as long as it took
 LONG_PASS = 0.001  # seconds of CPU: a pass shorter than this is followed by no such pause
+BACKPLANE_STARTUP_TIMEOUT = 30.0  # seconds start-up waits for the backplane before failing
 
 
 class State(enum.Enum):
@@ -111,6 +121,18 @@ class Subscription:
     recovery: Recovery | None  # the ``recovered`` frame, when the client asked to resume
 
 
+class BackplaneState(enum.Enum):
+    """Whether the backplane (``redis_url``) answers; ``NONE`` without one."""
+
+    NONE = "none"  # no backplane: one process, in memory
+    CONNECTING = "connecting"  # starting up
+    UP = "up"  # the reader's last call and every append since succeeded
+    DOWN = "down"  # unreachable: publishes are refused with backplane_unavailable
+
+
+Sequenced = tuple[Subscriber | None, Outgoing, Outgoing | None]  # author (if here), entry, ack
+
+
 @attrs.frozen
 class HubStatistics:
     """A snapshot of the hub's counters (see :meth:`Hub.statistics`)."""
@@ -132,12 +154,15 @@ class HubStatistics:
     intake_depth: int
     restarts: int
     failed: bool
+    backplane: str  # BackplaneState's value
 
 
 class Hub:
     """Subscribers and the broadcaster. Create one per app; run :meth:`serve` in a nursery."""
 
-    def __init__(self, settings: Settings, *, server_name: str) -> None:
+    def __init__(
+        self, settings: Settings, *, server_name: str, backplane: Backplane | None = None
+    ) -> None:
         self.settings = settings
         self.server_name = server_name  # sent in welcome frames
         self.epoch = secrets.token_hex(4)  # names this history; new on every start
@@ -159,6 +184,16 @@ class Hub:
         self._messages_out = 0
         self._evictions = collections.Counter[str]()
         self._errors = collections.Counter[str]()
+        # With a backplane (see backplane.py): the log sequences, the reader fans out.
+        self._backplane = backplane
+        self.backplane_state = (
+            BackplaneState.NONE if backplane is None else BackplaneState.CONNECTING
+        )
+        self.node_id = secrets.token_hex(4)  # names this process in the log's entries
+        self._log_epoch: str | None = None  # the epoch of the log read, once read
+        self._last_id = "0-0"  # the newest log entry read
+        self._next_key = 0  # numbers this node's publishes, to match them when they come back
+        self._pending: dict[int, tuple[Subscriber, str | None]] = {}  # key -> author, its id
 
     # -- connections ---------------------------------------------------------------------
 
@@ -253,7 +288,8 @@ class Hub:
         self._notify_clients_changed()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds, re-checking whenever a client comes or goes.
+        """Wait until ``predicate()`` holds, re-checking whenever a client comes or goes (or the
+        backplane's state changes).
 
         Always a checkpoint.
         """
@@ -327,14 +363,23 @@ class Hub:
         A crash is logged and the loop restarted; more than ``MAX_RESTARTS`` crashes within
         ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
         reports it, and the error is raised.
+
+        With a backplane, the broadcaster is the appender and the reader (see
+        :meth:`_run_backplane`), inside the backplane's connections; call
+        :meth:`wait_for_backplane` first (``serve()`` does), or this waits for it too.
         """
         failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             if self.settings.ping_interval is not None:
                 nursery.start_soon(self._ping_loop, self.settings.ping_interval)
-            task_status.started()
             try:
-                await self._run_broadcaster()
+                if self._backplane is None:
+                    await self._supervise(self._broadcast_loop, task_status)
+                else:
+                    backplane = self._backplane
+                    async with backplane.open():
+                        await self._start_backplane(backplane)
+                        await self._supervise(partial(self._run_backplane, backplane), task_status)
             except Exception as error:  # noqa: BLE001 - re-raised below, outside the nursery
                 failure = error
             finally:
@@ -342,10 +387,14 @@ class Hub:
         if failure is not None:
             raise failure
 
-    async def _run_broadcaster(self) -> None:
+    async def _supervise(
+        self, loop: Callable[[], Awaitable[None]], task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Report started, then run ``loop`` until it returns, restarting it after a crash."""
+        task_status.started()
         while True:
             try:
-                await self._broadcast_loop()
+                await loop()
             except Exception as error:
                 now = trio.current_time()
                 self._restarts.append(now)
@@ -416,7 +465,7 @@ class Hub:
         """Sequence and encode messages accepted together, keep them, and fan them out."""
         timestamp = format_timestamp(time.time())
         now = trio.current_time()
-        sequenced: list[tuple[Subscriber, Outgoing, Outgoing]] = []  # author, message, its ack
+        sequenced: list[Sequenced] = []  # author, message, its ack
         for sender, publish in accepted:
             seq = self.seq + len(sequenced) + 1
             try:
@@ -436,12 +485,10 @@ class Hub:
         self._counters["messages_in"] += len(sequenced)
         self._fan_out(Bundle([entry for _, entry, _ in sequenced]), sequenced)
 
-    def _fan_out(
-        self, bundle: Bundle, sequenced: list[tuple[Subscriber, Outgoing, Outgoing]]
-    ) -> None:
+    def _fan_out(self, bundle: Bundle, sequenced: Sequence[Sequenced]) -> None:
         """One pass: hand ``bundle`` to every subscriber but its authors, who get their acks in
         place of their own messages. Never blocks, never awaits."""
-        authors = {author for author, _, _ in sequenced}
+        authors = {author for author, _, _ in sequenced if author is not None}
         count = len(bundle.entries)
         direct = frames = queued = 0
         slow: list[Subscriber] = []
@@ -472,7 +519,12 @@ class Hub:
             self._evict_slow(subscriber)
         delivered = (direct + queued) * count
         for author in authors:  # its acks in place of its own messages, among the others'
-            own = Bundle([ack if who is author else entry for who, entry, ack in sequenced])
+            own = Bundle(
+                [
+                    ack if who is author and ack is not None else entry
+                    for who, entry, ack in sequenced
+                ]
+            )
             if self._queue(author, own):
                 delivered += sum(who is not author for who, _, _ in sequenced)
         self._counters["deliveries"] += delivered
@@ -503,6 +555,198 @@ class Hub:
         )
         self.disconnect(subscriber, SlowConsumerError("slow consumer: outbox overflowed"))
 
+    # -- with a backplane ----------------------------------------------------------------
+
+    async def wait_for_backplane(self) -> None:
+        """Before serving: wait until the backplane answers (if there is one), and learn its
+        epoch and history. ``serve()`` calls it before it listens. A checkpoint.
+
+        Raises:
+            BackplaneUnavailableError: no answer within ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
+        """
+        if self._backplane is not None:
+            async with self._backplane.open():
+                await self._start_backplane(self._backplane)
+
+    async def _start_backplane(self, backplane: Backplane) -> None:
+        """Learn the log's epoch and fill the history from it, retrying with backoff for up to
+        ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
+
+        Raises:
+            BackplaneUnavailableError: the backplane did not answer in that time.
+        """
+        backoff = Backoff()
+        last = "no answer"
+        with trio.move_on_after(BACKPLANE_STARTUP_TIMEOUT):
+            while True:
+                try:
+                    await self._sync(backplane)
+                except BackplaneUnavailableError as error:
+                    log.warning("backplane_unavailable", error=str(error), during="start-up")
+                    last = str(error)
+                    await trio.sleep(backoff.next())
+                    continue
+                self._set_backplane_state(BackplaneState.UP)
+                return
+        raise BackplaneUnavailableError(
+            f"no Redis backplane within {BACKPLANE_STARTUP_TIMEOUT:g} s ({last})"
+        )
+
+    async def _sync(self, backplane: Backplane) -> None:
+        """After (re)connecting: if the log's epoch is not ours, Redis lost the log. Then every
+        client is closed with 1012 (to resume, and learn of the loss from the new epoch), and the
+        history is filled afresh from the log's newest entries."""
+        epoch = await backplane.ensure_epoch(secrets.token_hex(4))
+        if epoch == self._log_epoch:
+            return
+        newest = await backplane.newest(self.settings.history_size)
+        if self._log_epoch is not None:  # we had read another epoch's log: it is gone
+            log.warning("backplane_epoch_changed", old=self.epoch, new=epoch)
+            for subscriber in list(self._subscribers.values()):
+                self.disconnect(
+                    subscriber,
+                    CloseConnection("history lost; resume", CloseCode.SERVICE_RESTART),
+                )
+            self._pending.clear()
+        self.epoch = self._log_epoch = epoch
+        self._history = History(self.settings.history_size, self.settings.history_ttl)
+        now, unix_now = trio.current_time(), time.time()
+        for record in newest[-self.settings.history_size :] if self.settings.history_size else []:
+            entry = self._encode(record, now - record.age(unix_now))
+            self._history.append(entry)
+        self.seq = newest[-1].seq if newest else 0
+        self._last_id = newest[-1].entry_id if newest else "0-0"
+
+    async def _run_backplane(self, backplane: Backplane) -> None:
+        """The appender (here) and the reader (a task) until the intake closes (shutdown)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop, backplane)
+            await self._append_loop(backplane)
+            nursery.cancel_scope.cancel()
+
+    async def _append_loop(self, backplane: Backplane) -> None:
+        """Append what the intake holds to the log, a batch (one script call) per wakeup.
+
+        Batches are gathered as :meth:`_broadcast_loop` gathers bundles; what comes in while one
+        is on its way makes the next. A batch that cannot reach the log is refused: each author
+        whose publish is still waiting for its entry gets a ``backplane_unavailable`` error.
+        """
+        receive_nowait = self._intake_receive.receive_nowait
+        max_events = max(1, self.settings.outbox_messages // 4)
+        max_chars = self.settings.outbox_bytes // 4
+        async for first in self._intake_receive:
+            accepted = [first]
+            chars = len(first[1].message)
+            while len(accepted) < max_events and chars < max_chars:
+                try:
+                    accepted.append(receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                chars += len(accepted[-1][1].message)
+            requests = []
+            for sender, publish in accepted:
+                self._next_key += 1
+                self._pending[self._next_key] = (sender, publish.id)
+                requests.append(AppendRequest(self._next_key, sender.client_id, publish.message))
+            timestamp = format_timestamp(time.time())
+            try:
+                await backplane.append(secrets.token_hex(4), self.node_id, timestamp, requests)
+            except BackplaneUnavailableError as error:
+                self._backplane_down(error, "append")
+                for request in requests:
+                    # Gone already if the reader delivered it: Redis ran the script, the reply
+                    # was lost. Then the author had its ack, and gets no error.
+                    waiting = self._pending.pop(request.key, None)
+                    if waiting is not None:
+                        self._refuse_unavailable(*waiting)
+
+    def _refuse_unavailable(self, author: Subscriber, id_: str | None) -> None:
+        self._errors[ErrorCode.BACKPLANE_UNAVAILABLE] += 1
+        self.reply(
+            author,
+            encode_error(
+                ErrorCode.BACKPLANE_UNAVAILABLE,
+                "the backplane is unreachable; the message was not confirmed",
+                id_,
+            ),
+        )
+
+    def _backplane_down(self, error: BackplaneUnavailableError, during: str) -> None:
+        if self.backplane_state is not BackplaneState.DOWN:
+            log.warning("backplane_unavailable", error=str(error), during=during)
+            self._set_backplane_state(BackplaneState.DOWN)
+
+    def _set_backplane_state(self, state: BackplaneState) -> None:
+        self.backplane_state = state
+        self._notify_clients_changed()  # wakes wait_until
+
+    async def _read_loop(self, backplane: Backplane) -> None:
+        """Read the log from the last entry read and fan each batch out; after an error, try
+        again with backoff (first checking that the log is still the one we read)."""
+        count = max(1, self.settings.outbox_messages // 4)
+        write_delay = self.settings.write_delay
+        backoff = Backoff()
+        synced = True
+        while True:
+            try:
+                if not synced:
+                    await self._sync(backplane)
+                    synced = True
+                records = await backplane.read(self._last_id, count)
+            except BackplaneUnavailableError as error:
+                self._backplane_down(error, "read")
+                synced = False
+                await trio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            if self.backplane_state is not BackplaneState.UP:
+                log.info("backplane_available")
+                self._set_backplane_state(BackplaneState.UP)
+            if not records:
+                continue
+            started = time.thread_time()
+            self._deliver(records)
+            busy = time.thread_time() - started
+            pause = max(write_delay, PASS_LOAD_FACTOR * busy if busy > LONG_PASS else 0.0)
+            if pause > 0:
+                await trio.sleep(pause)
+
+    def _encode(self, record: Record, created: float) -> Outgoing:
+        return Outgoing.of(
+            encode_message(record.seq, record.message, record.timestamp, record.sender),
+            created,
+            record.seq,
+        )
+
+    def _deliver(self, records: Sequence[Record]) -> None:
+        """Keep and fan out entries read from the log; a local author gets its ack in place of
+        its own message. Never blocks, never awaits."""
+        now = trio.current_time()
+        sequenced: list[Sequenced] = []
+        for record in records:
+            self._last_id = record.entry_id
+            if record.seq <= self.seq:  # read already (the history was filled past it)
+                continue
+            if record.seq != self.seq + 1:
+                log.warning("backplane_gap", after=self.seq, next=record.seq)
+            self.seq = record.seq
+            entry = self._encode(record, now)
+            author = ack = None
+            if record.node == self.node_id:
+                waiting = self._pending.pop(record.key, None)
+                if waiting is not None:
+                    author = waiting[0]
+                    ack = Outgoing.of(
+                        encode_ack(record.seq, record.timestamp, waiting[1]), now, record.seq
+                    )
+            sequenced.append((author, entry, ack))
+        if not sequenced:
+            return
+        for _, entry, _ in sequenced:
+            self._history.append(entry)
+        self._counters["messages_in"] += len(sequenced)
+        self._fan_out(Bundle([entry for _, entry, _ in sequenced]), sequenced)
+
     # -- introspection -------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
@@ -525,4 +769,5 @@ class Hub:
             intake_depth=self._intake_receive.statistics().current_buffer_used,
             restarts=len(self._restarts),
             failed=self.failed is not None,
+            backplane=self.backplane_state.value,
         )

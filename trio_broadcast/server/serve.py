@@ -160,10 +160,13 @@ async def serve(
         HubFailedError: the broadcaster failed for good (after shutting down).
         OSError: the address cannot be bound, or the certificate or key cannot be loaded
             (``ssl.SSLError``, ``FileNotFoundError``).
+        BackplaneUnavailableError: ``redis_url`` is set and Redis did not answer within
+            ``hub.BACKPLANE_STARTUP_TIMEOUT`` seconds.
     """
     app = app if app is not None else create_app(settings)
     config = hypercorn_config(settings)
     secure = load_tls(config)  # before binding: a bad certificate is a start-up failure
+    await app.hub.wait_for_backplane()  # before listening: no Redis, no server
     sock = open_listener(settings)
     host, port = sock.getsockname()[:2]
     info = ServerInfo(host=host, port=port, secure=secure)

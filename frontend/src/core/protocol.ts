@@ -305,6 +305,12 @@ export function describeClose(code: number, reason = ''): CloseInfo {
         detail: `The server hit an internal error${why}. Reconnecting with backoff.`,
         severity: 'error',
       };
+    case 1012:
+      return {
+        title: 'Server history lost',
+        detail: `The server's shared history was lost and started afresh${why}. Reconnecting; messages sent meanwhile may be missing.`,
+        severity: 'warning',
+      };
     case 1013:
       return {
         title: 'Server full',
@@ -349,6 +355,8 @@ export function describeError(code: string, detail: string | null, limits: Limit
       return `The server refused a field it does not know${detail ? `: ${detail}` : '.'}`;
     case 'binary_not_supported':
       return 'The server only understands text frames.';
+    case 'backplane_unavailable':
+      return 'The server could not reach its message store: that message was not confirmed. It may still appear once; sending it again may send it twice.';
     default:
       return `The server refused the last frame (${code})${detail ? `: ${detail}` : '.'}`;
   }

@@ -419,6 +419,8 @@ function shortCloseTitle(close: { code: number; opened: boolean }): string {
       return 'Server restarting';
     case 1009:
       return 'Message too large';
+    case 1012:
+      return 'History lost';
     case 1013:
       return 'Server full';
     case 4008:

@@ -1,0 +1,154 @@
+"""The hub with a backplane, driven through an in-memory log: who gets an ack, who an error,
+when Redis's reply to an append is lost before or after the reader saw the entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from trio_broadcast.errors import BackplaneUnavailableError
+from trio_broadcast.server.backplane import AppendRequest, Record
+from trio_broadcast.server.config import Settings
+from trio_broadcast.server.hub import BackplaneState, Hub, Subscriber
+from trio_broadcast.wire.protocol import Publish
+
+TIMEOUT = 5.0  # seconds; only reached when a test is broken
+
+
+class MemoryLog:
+    """A :class:`~trio_broadcast.server.backplane.Backplane` in memory, with faults on demand."""
+
+    def __init__(self) -> None:
+        self.entries: list[Record] = []
+        self.epoch = "e1"
+        self.fault: str | None = None  # the next append: "before", "after", "after-read"
+        self.reads = 0  # read() calls that returned entries
+        self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[None]:
+        yield
+
+    async def ensure_epoch(self, candidate: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return self.epoch
+
+    async def newest(self, count: int) -> list[Record]:
+        await trio.lowlevel.checkpoint()
+        return self.entries[-max(1, count) :]
+
+    async def read(self, after: str, count: int) -> list[Record]:
+        done = int(after.partition("-")[0])
+        while len(self.entries) <= done:
+            await self._changed.wait()
+        self.reads += 1
+        self._notify()
+        return self.entries[done : done + count]
+
+    async def append(
+        self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
+    ) -> str:
+        await trio.lowlevel.checkpoint()
+        fault, self.fault = self.fault, None
+        if fault == "before":
+            raise BackplaneUnavailableError("connection refused")
+        reads = self.reads
+        for request in requests:
+            seq = len(self.entries) + 1
+            self.entries.append(
+                Record(
+                    seq, request.message, request.sender, timestamp, node, request.key, f"{seq}-1"
+                )
+            )
+        self._notify()
+        if fault == "after-read":  # the reader delivers it before the failure surfaces
+            while self.reads == reads:
+                await self._changed.wait()
+        if fault is not None:
+            raise BackplaneUnavailableError("connection lost before the reply")
+        return self.epoch
+
+
+_taken: dict[Subscriber, list[dict[str, Any]]] = {}  # taken from an outbox, not yet looked at
+
+
+async def frames(subscriber: Subscriber, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` frames queued for ``subscriber``."""
+    got = _taken.setdefault(subscriber, [])
+    while len(got) < count:
+        for bundle in await subscriber.outbox.take():
+            got += [json.loads(entry.frame) for entry in bundle.entries]
+    wanted, got[:] = got[:count], got[count:]
+    return wanted
+
+
+@asynccontextmanager
+async def running_hub(log: MemoryLog) -> AsyncIterator[Hub]:
+    hub = Hub(Settings(), server_name="trio-broadcast/test", backplane=log)
+    with trio.fail_after(TIMEOUT):
+        await hub.wait_for_backplane()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.serve)
+            yield hub
+            hub.close_all()
+
+
+async def test_the_author_gets_its_ack_from_the_reader_and_others_the_message() -> None:
+    log = MemoryLog()
+    async with running_hub(log) as hub:
+        author, other = hub.subscribe().subscriber, hub.subscribe().subscriber
+        assert hub.epoch == "e1"
+        await hub.submit(author, Publish("hi", id="p1"))
+        (ack,) = await frames(author, 1)
+        (message,) = await frames(other, 1)
+    assert (ack["type"], ack["seq"], ack["id"]) == ("ack", 1, "p1")
+    assert (message["type"], message["seq"], message["message"]) == ("message", 1, "hi")
+    assert message["sender"] == author.client_id
+
+
+@pytest.mark.parametrize("fault", ["before", "after"])
+async def test_an_append_that_fails_is_answered_with_an_error(fault: str) -> None:
+    log = MemoryLog()
+    async with running_hub(log) as hub:
+        author, other = hub.subscribe().subscriber, hub.subscribe().subscriber
+        log.fault = fault
+        await hub.submit(author, Publish("lost?", id="p1"))
+        (error,) = await frames(author, 1)
+        assert (error["type"], error["code"], error["id"]) == (
+            "error",
+            "backplane_unavailable",
+            "p1",
+        )
+        if fault == "before":  # (after a lost reply the reader's next read says UP again)
+            assert hub.backplane_state is BackplaneState.DOWN
+        if fault == "after":  # Redis ran it: it is broadcast once, and its author sees it too
+            (own,) = await frames(author, 1)
+            (message,) = await frames(other, 1)
+            assert own == message
+            assert (message["seq"], message["sender"]) == (1, author.client_id)
+        await hub.submit(author, Publish("next", id="p2"))
+        (ack,) = await frames(author, 1)
+        assert (ack["type"], ack["id"], ack["seq"]) == ("ack", "p2", 2 if fault == "after" else 1)
+        assert hub.statistics().errors == {"backplane_unavailable": 1}
+
+
+async def test_a_failure_after_the_reader_delivered_the_entry_is_not_an_error() -> None:
+    log = MemoryLog()
+    async with running_hub(log) as hub:
+        author = hub.subscribe().subscriber
+        log.fault = "after-read"
+        await hub.submit(author, Publish("made it", id="p1"))
+        await hub.submit(author, Publish("then", id="p2"))
+        first, second = await frames(author, 2)
+    assert (first["type"], first["id"], first["seq"]) == ("ack", "p1", 1)
+    assert (second["type"], second["id"], second["seq"]) == ("ack", "p2", 2)
+    assert hub.statistics().errors == {}

@@ -1,0 +1,188 @@
+"""The backplane: what several server processes share to give one audience one order. Pure.
+
+With a backplane (``redis_url``), a server does not sequence messages itself. Its broadcaster
+*appends* what its clients publish to one log shared by every server, and one *reader* task per
+process reads that log back and fans each entry out to this process's clients, the way the hub
+fans out its own broadcasts without one. The log gives each entry its ``seq``: an integer that
+grows by one per broadcast across the whole cluster. Its ``epoch`` is kept beside it and changes
+only when the log itself was lost.
+
+This module holds the pure parts: what one entry carries (:class:`Record`), what an append
+carries (:class:`AppendRequest`), the Redis keys and the Lua scripts, and the reconnect backoff.
+The I/O is in :mod:`.redis_backplane` (loaded only when ``redis_url`` is set); the hub talks to
+it through the :class:`Backplane` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+RECORD_FIELDS = ("m", "s", "t", "n", "p")  # message, sender, timestamp, node, publish key
+
+
+@attrs.frozen
+class AppendRequest:
+    """One accepted publish, on its way to the log."""
+
+    key: int  # this node's number for the publish: its author gets the ack when it comes back
+    sender: str  # the author's client_id
+    message: str  # the text to broadcast
+
+
+@attrs.frozen
+class Record:
+    """One entry of the log, as the reader gets it back."""
+
+    seq: int  # its place in the cluster-wide order
+    message: str
+    sender: str  # the author's client_id
+    timestamp: str  # ISO 8601, set by the author's node when it appended
+    node: str  # the author's node
+    key: int  # the author node's number for the publish
+    entry_id: str  # the stream entry's ID: ``<seq>-1``
+
+    @classmethod
+    def from_entry(cls, entry_id: str, fields: Mapping[str, str]) -> Record:
+        """Decode one stream entry.
+
+        Raises:
+            ValueError: the entry is not one this module wrote (a foreign writer on our keys).
+        """
+        head, _, _ = entry_id.partition("-")
+        try:
+            return cls(
+                seq=int(head),
+                message=fields["m"],
+                sender=fields["s"],
+                timestamp=fields["t"],
+                node=fields["n"],
+                key=int(fields["p"]),
+                entry_id=entry_id,
+            )
+        except KeyError as missing:
+            raise ValueError(f"stream entry {entry_id} lacks field {missing}") from None
+
+    def age(self, unix_now: float) -> float:
+        """Seconds since the author's node appended it (0 if its clock was ahead)."""
+        try:
+            appended = datetime.fromisoformat(self.timestamp).timestamp()
+        except ValueError:
+            return 0.0
+        return max(0.0, unix_now - appended)
+
+
+@attrs.frozen
+class Keys:
+    """The Redis keys of one deployment. One hash tag: a script's keys share a cluster slot."""
+
+    prefix: str
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}{{log}}:epoch"  # the log's name; SET NX, new only when it was lost
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}{{log}}:seq"  # the newest seq given (INCR)
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}{{log}}:stream"  # the log: entry ``<seq>-1`` per broadcast
+
+    def all(self) -> list[str]:
+        return [self.epoch, self.seq, self.stream]
+
+
+# Both scripts take KEYS = (epoch, seq, stream) and ARGV[1] = an epoch to create if there is
+# none. No epoch means Redis lost (or never had) the log: counter and stream start afresh, under
+# a new epoch, atomically with whatever the script then does.
+_ENSURE_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('SET', KEYS[1], ARGV[1])
+  epoch = ARGV[1]
+end
+"""
+
+ENSURE_EPOCH_SCRIPT = _ENSURE_EPOCH + "return epoch\n"
+
+# ARGV: epoch to create, MAXLEN, node, timestamp, then (key, sender, message) per publish.
+# Returns {epoch, first seq given}. INCR and XADD in one script: no two entries share a seq, and
+# seq order is stream order.
+APPEND_SCRIPT = (
+    _ENSURE_EPOCH
+    + """
+local first = 0
+for i = 5, #ARGV, 3 do
+  local seq = redis.call('INCR', KEYS[2])
+  if first == 0 then first = seq end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-1',
+    'm', ARGV[i + 2], 's', ARGV[i + 1], 't', ARGV[4], 'n', ARGV[3], 'p', ARGV[i])
+end
+return {epoch, first}
+"""
+)
+
+
+def append_args(
+    candidate_epoch: str,
+    max_length: int,
+    node: str,
+    timestamp: str,
+    requests: Sequence[AppendRequest],
+) -> list[str | int]:
+    """ARGV of :data:`APPEND_SCRIPT` for one batch of publishes."""
+    args: list[str | int] = [candidate_epoch, max_length, node, timestamp]
+    for request in requests:
+        args += [request.key, request.sender, request.message]
+    return args
+
+
+class Backoff:
+    """Reconnect delays: ``first`` seconds, doubling up to ``limit``; :meth:`reset` on success."""
+
+    def __init__(self, first: float = 0.05, limit: float = 2.0) -> None:
+        self._first = first  # seconds
+        self._limit = limit  # seconds
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._limit, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+class Backplane(Protocol):
+    """What the hub needs of a shared log (:class:`.redis_backplane.RedisBackplane`).
+
+    Every method but :meth:`open` may raise :class:`~..errors.BackplaneUnavailableError`; each is a
+    checkpoint, and cancelling one leaves the log as it was or with the whole call done.
+    """
+
+    def open(self) -> AbstractAsyncContextManager[None]:
+        """Own the connections for the life of the ``async with``."""
+
+    async def ensure_epoch(self, candidate: str) -> str:
+        """The log's epoch; ``candidate`` becomes it (with an empty log) if there was none."""
+
+    async def newest(self, count: int) -> list[Record]:
+        """The newest ``count`` entries (at least one, if there is any), oldest first."""
+
+    async def read(self, after: str, count: int) -> list[Record]:
+        """Entries after the ID ``after``, at most ``count``; waits a while for one (a
+        blocking read) and returns none if none came."""
+
+    async def append(
+        self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
+    ) -> str:
+        """Append ``requests`` to the log, in order, each with the next seq; returns the epoch
+        they were appended to."""
