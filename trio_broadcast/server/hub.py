@@ -429,6 +429,21 @@ class Hub:
             )
         self.failed_event.set()
 
+    def _gather(self, first: tuple[Subscriber, Publish]) -> list[tuple[Subscriber, Publish]]:
+        """``first`` and whatever else the intake holds now, up to about a quarter of an
+        outbox's limits (message text counted for bytes). Never blocks."""
+        accepted = [first]
+        chars = len(first[1].message)
+        max_events = max(1, self.settings.outbox_messages // 4)
+        max_chars = self.settings.outbox_bytes // 4
+        while len(accepted) < max_events and chars < max_chars:
+            try:
+                accepted.append(self._intake_receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            chars += len(accepted[-1][1].message)
+        return accepted
+
     async def _broadcast_loop(self) -> None:
         """Broadcast what the intake holds, a bundle per wakeup.
 
@@ -441,19 +456,9 @@ class Hub:
         next bundle carries more of them, so each write to a socket carries more frames instead
         of the writing taking over the CPU.
         """
-        receive_nowait = self._intake_receive.receive_nowait
-        max_events = max(1, self.settings.outbox_messages // 4)
-        max_chars = self.settings.outbox_bytes // 4
         write_delay = self.settings.write_delay
         async for first in self._intake_receive:
-            accepted = [first]
-            chars = len(first[1].message)
-            while len(accepted) < max_events and chars < max_chars:
-                try:
-                    accepted.append(receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                chars += len(accepted[-1][1].message)
+            accepted = self._gather(first)
             started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
             self._broadcast(accepted)
             busy = time.thread_time() - started
@@ -631,18 +636,8 @@ class Hub:
         is on its way makes the next. A batch that cannot reach the log is refused: each author
         whose publish is still waiting for its entry gets a ``backplane_unavailable`` error.
         """
-        receive_nowait = self._intake_receive.receive_nowait
-        max_events = max(1, self.settings.outbox_messages // 4)
-        max_chars = self.settings.outbox_bytes // 4
         async for first in self._intake_receive:
-            accepted = [first]
-            chars = len(first[1].message)
-            while len(accepted) < max_events and chars < max_chars:
-                try:
-                    accepted.append(receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                chars += len(accepted[-1][1].message)
+            accepted = self._gather(first)
             requests = []
             for sender, publish in accepted:
                 self._next_key += 1
