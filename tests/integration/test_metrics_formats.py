@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 from conftest import RunningServer
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -40,9 +39,13 @@ async def test_metrics_text_format_parses_with_connection_gauge_and_counter(
     assert accepted.samples[0].value == 2
 
 
-async def test_metrics_registry_parses_as_openmetrics(server: RunningServer) -> None:
+async def test_metrics_in_openmetrics_when_the_scraper_asks_for_it(server: RunningServer) -> None:
     await _traffic(server)
-    text = generate_openmetrics(server.app.metrics.registry).decode()  # type: ignore[no-untyped-call]
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.get("/metrics", headers={"Accept": accept})
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    text = response.text
     assert text.endswith("# EOF\n")
     # The parser raises on a family name used twice (a gauge beside a counter's base name).
     parsed = parse_openmetrics(text)  # type: ignore[no-untyped-call]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from quart import Response, abort, send_from_directory
+from quart import Response, abort, request, send_from_directory
 from quart_trio import QuartTrio
 
 from .. import __version__
@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(app.metrics.render(), content_type="text/plain; version=0.0.4")
+        body, content_type = app.metrics.render(request.headers.get("Accept", ""))
+        return Response(body, content_type=content_type)
 
     @app.get("/")
     async def index() -> Response:

@@ -17,12 +17,17 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics.exposition import (
+    CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
 from ..histogram import bucket_of, count_at_most
 from .hub import Hub
 
 PREFIX = "trio_broadcast"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -148,5 +153,9 @@ class Metrics:
         )
         self.registry.register(self.latency)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition and its content type: OpenMetrics when ``accept`` (the request's
+        ``Accept`` header) asks for it, as Prometheus does, else the Prometheus text format."""
+        if "application/openmetrics-text" in accept:
+            return generate_openmetrics(self.registry), OPENMETRICS_CONTENT_TYPE  # type: ignore[no-untyped-call]
+        return generate_latest(self.registry), PROMETHEUS_CONTENT_TYPE
