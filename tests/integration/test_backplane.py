@@ -232,3 +232,35 @@ async def test_a_restarted_server_keeps_the_epoch_and_its_clients_resume_complet
                 recovered = await receive_type(client, "recovered")
         assert [frame["message"] for frame in replay] == [f"meanwhile-{n}" for n in range(3)]
         assert recovered["complete"] is True
+
+
+@pytest.mark.slow
+async def test_every_server_counts_the_clusters_connections_and_a_gone_one_drops_out(
+    redis: RedisServer, server_factory: Callable[..., Any]
+) -> None:
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(server_factory(redis_url=redis.url))
+        for _ in range(2):
+            await receive_type(await stack.enter_async_context(connect(first.ws_url)), "welcome")
+        async with (
+            server_factory(redis_url=redis.url) as second,
+            connect(second.ws_url) as third_client,
+        ):
+            await receive_type(third_client, "welcome")
+            for node in (first, second):
+                hub = node.app.hub
+                await hub.wait_until(lambda hub=hub: hub.cluster_connections == 3)
+            async with httpx.AsyncClient(base_url=first.url) as http:
+                health = (await http.get("/health")).json()
+                status = (await http.get("/api/status")).json()
+                metrics = (await http.get("/metrics")).text
+            assert (health["connections"], health["cluster_connections"]) == (2, 3)
+            assert status["cluster_connections"] == 3
+            assert "trio_broadcast_cluster_connections 3.0" in metrics
+            async with connect(second.ws_url) as fourth_client:
+                welcome = await receive_type(fourth_client, "welcome")
+            assert (welcome["connections"], welcome["cluster_connections"]) == (2, 3)
+        # The second server is gone (its client with it): its count expires from the cluster's.
+        hub = first.app.hub
+        with trio.fail_after(30):
+            await hub.wait_until(lambda: hub.cluster_connections == 2)

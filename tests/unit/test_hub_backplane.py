@@ -28,6 +28,7 @@ class MemoryLog:
         self.epoch = "e1"
         self.fault: str | None = None  # the next append: "before", "after", "after-read"
         self.reads = 0  # read() calls that returned entries
+        self.counts: dict[str, int] = {}  # node -> connections, as reported
         self._changed = trio.Event()
 
     def _notify(self) -> None:
@@ -53,6 +54,11 @@ class MemoryLog:
         self.reads += 1
         self._notify()
         return self.entries[done : done + count]
+
+    async def report(self, node: str, connections: int, ttl: float) -> int:
+        await trio.lowlevel.checkpoint()
+        self.counts[node] = connections
+        return sum(self.counts.values())
 
     async def append(
         self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
@@ -152,3 +158,14 @@ async def test_a_failure_after_the_reader_delivered_the_entry_is_not_an_error() 
     assert (first["type"], first["id"], first["seq"]) == ("ack", "p1", 1)
     assert (second["type"], second["id"], second["seq"]) == ("ack", "p2", 2)
     assert hub.statistics().errors == {}
+
+
+async def test_the_cluster_count_adds_every_node_reported() -> None:
+    log = MemoryLog()
+    log.counts["elsewhere"] = 5
+    async with running_hub(log) as hub:
+        hub.subscribe()
+        hub.subscribe()
+        await hub.wait_until(lambda: hub.cluster_connections == 5 + 2)
+        assert log.counts[hub.node_id] == 2
+        assert hub.statistics().cluster_connections == 7

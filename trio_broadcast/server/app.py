@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
         }
         if hub.backplane_state is not BackplaneState.NONE:
             body["backplane"] = hub.backplane_state.value
+            body["cluster_connections"] = hub.cluster_connections
         return body, 200 if status == "healthy" else 503
 
     @app.get("/api/status")
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "history_length": stats.history_length,
             "broadcaster_restarts": stats.restarts,
             "backplane": stats.backplane,
+            "cluster_connections": stats.cluster_connections,
             "limits": settings.limits(),
         }
 

@@ -97,6 +97,14 @@ class Keys:
     def all(self) -> list[str]:
         return [self.epoch, self.seq, self.stream]
 
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}{{log}}:nodes"  # the nodes that reported a count (SADD)
+
+    @property
+    def node_prefix(self) -> str:
+        return f"{self.prefix}{{log}}:node:"  # + node: its connection count, with a TTL
+
 
 # Both scripts take KEYS = (epoch, seq, stream) and ARGV[1] = an epoch to create if there is
 # none. No epoch means Redis lost (or never had) the log: counter and stream start afresh, under
@@ -128,6 +136,21 @@ end
 return {epoch, first}
 """
 )
+
+
+# KEYS = (nodes,); ARGV = node, its connections, TTL in ms, the node keys' prefix. Sets this
+# node's count (it expires unless reported again), and returns the sum over every node whose
+# count has not expired, forgetting the others: a node that died drops out within the TTL.
+REPORT_SCRIPT = """
+redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[1])
+local total = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local count = redis.call('GET', ARGV[4] .. node)
+  if count then total = total + tonumber(count) else redis.call('SREM', KEYS[1], node) end
+end
+return total
+"""
 
 
 def append_args(
@@ -186,3 +209,7 @@ class Backplane(Protocol):
     ) -> str:
         """Append ``requests`` to the log, in order, each with the next seq; returns the epoch
         they were appended to."""
+
+    async def report(self, node: str, connections: int, ttl: float) -> int:
+        """Report this node's connection count (kept ``ttl`` seconds unless reported again);
+        returns the count of every node, this one included, whose report has not expired."""

@@ -73,6 +73,8 @@ RESTART_WINDOW = 60.0  # seconds
 PASS_LOAD_FACTOR = 0.25  # after a long pass, the broadcaster pauses a quarter as long as it took
 LONG_PASS = 0.001  # seconds of CPU: a pass shorter than this is followed by no such pause
 BACKPLANE_STARTUP_TIMEOUT = 30.0  # seconds start-up waits for the backplane before failing
+REPORT_INTERVAL = 2.0  # seconds between two reports of this node's connection count
+REPORT_TTL = 3 * REPORT_INTERVAL  # seconds a node's count lasts unless reported again
 
 
 class State(enum.Enum):
@@ -155,6 +157,7 @@ class HubStatistics:
     restarts: int
     failed: bool
     backplane: str  # BackplaneState's value
+    cluster_connections: int | None  # every node's, with a backplane (None: unknown or none)
 
 
 class Hub:
@@ -194,6 +197,7 @@ class Hub:
         self._last_id = "0-0"  # the newest log entry read
         self._next_key = 0  # numbers this node's publishes, to match them when they come back
         self._pending: dict[int, tuple[Subscriber, str | None]] = {}  # key -> author, its id
+        self.cluster_connections: int | None = None  # every node's, once known (backplane only)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -264,6 +268,7 @@ class Hub:
             server=self.server_name,
             batch=batch,
             limits=self.settings.limits(),
+            cluster_connections=self.cluster_connections,
         )
         return Subscription(subscriber, welcome, replay, recovery)
 
@@ -623,9 +628,11 @@ class Hub:
         self._last_id = newest[-1].entry_id if newest else "0-0"
 
     async def _run_backplane(self, backplane: Backplane) -> None:
-        """The appender (here) and the reader (a task) until the intake closes (shutdown)."""
+        """The appender (here), the reader and the reporter (tasks) until the intake closes
+        (shutdown)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_loop, backplane)
+            nursery.start_soon(self._report_loop, backplane)
             await self._append_loop(backplane)
             nursery.cancel_scope.cancel()
 
@@ -654,6 +661,20 @@ class Hub:
                     waiting = self._pending.pop(request.key, None)
                     if waiting is not None:
                         self._refuse_unavailable(*waiting)
+
+    async def _report_loop(self, backplane: Backplane) -> None:
+        """Every ``REPORT_INTERVAL`` seconds: report this node's connections, learn the
+        cluster's (every node's whose report is younger than ``REPORT_TTL``)."""
+        while True:
+            try:
+                total = await backplane.report(self.node_id, len(self._subscribers), REPORT_TTL)
+            except BackplaneUnavailableError:
+                pass  # the reader notices and reports it; the last count stands meanwhile
+            else:
+                if total != self.cluster_connections:
+                    self.cluster_connections = total
+                    self._notify_clients_changed()  # wakes wait_until
+            await trio.sleep(REPORT_INTERVAL)
 
     def _refuse_unavailable(self, author: Subscriber, id_: str | None) -> None:
         self._errors[ErrorCode.BACKPLANE_UNAVAILABLE] += 1
@@ -765,4 +786,5 @@ class Hub:
             restarts=len(self._restarts),
             failed=self.failed is not None,
             backplane=self.backplane_state.value,
+            cluster_connections=self.cluster_connections,
         )

@@ -42,6 +42,12 @@ class HubCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_connections", "Clients connected", value=stats.connections
         )
+        if stats.cluster_connections is not None:  # with a backplane, once known
+            yield GaugeMetricFamily(
+                f"{PREFIX}_cluster_connections",
+                "Clients connected to every server on the backplane",
+                value=stats.cluster_connections,
+            )
         # Not ``_connections``: a counter's family name is its name without ``_total``, and
         # OpenMetrics refuses a counter and a gauge that share one.
         yield CounterMetricFamily(

@@ -25,6 +25,7 @@ from ..errors import BackplaneUnavailableError
 from .backplane import (
     APPEND_SCRIPT,
     ENSURE_EPOCH_SCRIPT,
+    REPORT_SCRIPT,
     AppendRequest,
     Keys,
     Record,
@@ -70,6 +71,7 @@ class RedisBackplane:
         self._writer: coredis.Redis[str] | None = None
         self._append: Script[str] | None = None
         self._ensure: Script[str] | None = None
+        self._report: Script[str] | None = None
 
     def _client(self) -> coredis.Redis[str]:
         return coredis.Redis.from_url(
@@ -91,10 +93,12 @@ class RedisBackplane:
             self._reader, self._writer = reader, writer
             self._append = writer.register_script(APPEND_SCRIPT)
             self._ensure = writer.register_script(ENSURE_EPOCH_SCRIPT)
+            self._report = writer.register_script(REPORT_SCRIPT)
             try:
                 yield
             finally:
                 self._reader = self._writer = self._append = self._ensure = None
+                self._report = None
 
     async def ensure_epoch(self, candidate: str) -> str:
         assert self._ensure is not None, "use inside open()"
@@ -131,3 +135,10 @@ class RedisBackplane:
         if not isinstance(reply, list | tuple) or not isinstance(reply[0], str | bytes):
             raise BackplaneUnavailableError(f"append: unexpected reply {reply!r}")
         return _text(reply[0])
+
+    async def report(self, node: str, connections: int, ttl: float) -> int:
+        assert self._report is not None, "use inside open()"
+        args: list[str | int] = [node, connections, int(ttl * 1000), self.keys.node_prefix]
+        with _unavailable("report"):
+            total: object = await self._report(keys=[self.keys.nodes], args=args)
+        return int(total) if isinstance(total, int | str | bytes) else 0

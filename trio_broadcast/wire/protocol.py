@@ -151,19 +151,19 @@ def encode_welcome(
     server: str,
     batch: bool,
     limits: Mapping[str, Any],
+    cluster_connections: int | None = None,
 ) -> str:
-    return dumps(
-        {
-            "type": "welcome",
-            "client_id": client_id,
-            "seq": seq,
-            "epoch": epoch,
-            "connections": connections,
-            "server": server,
-            "batch": batch,
-            "limits": dict(limits),
-        }
-    )
+    frame: dict[str, Any] = {
+        "type": "welcome",
+        "client_id": client_id,
+        "seq": seq,
+        "epoch": epoch,
+        "connections": connections,
+    }
+    if cluster_connections is not None:
+        frame["cluster_connections"] = cluster_connections
+    frame.update(server=server, batch=batch, limits=dict(limits))
+    return dumps(frame)
 
 
 @attrs.frozen
