@@ -330,7 +330,9 @@ async def test_invalid_resume_query_is_a_400(server: RunningServer, query: str) 
     assert status == 400
 
 
-async def test_graceful_shutdown_closes_clients_with_1001(server: RunningServer) -> None:
+async def test_graceful_shutdown_closes_clients_with_1001(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
     async with connect(server.ws_url) as ws:
         await receive_type(ws, "welcome")
         server.shutdown()
@@ -338,3 +340,5 @@ async def test_graceful_shutdown_closes_clients_with_1001(server: RunningServer)
             await ws.get_message()
     assert close_code(closed.value) == 1001
     await server.stopped.wait()
+    # No connection ended in an exception (Hypercorn logs those as errors and carries on).
+    assert [record.getMessage() for record in caplog.records if record.levelno >= 40] == []

@@ -181,6 +181,9 @@ async def _serve_client(
     # How the client closed: its code and reason (kept, not the exception: an exception held
     # by a frame its traceback holds is a reference cycle, garbage until a full collection).
     client_closed: tuple[int | None, str] | None = None
+    # Whether the client's close reply can still come; also when the writer ended the
+    # connection (our close frame sent) and the reader was cancelled mid-receive.
+    reply_expected = True
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
