@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -113,3 +114,16 @@ async def server() -> AsyncIterator[RunningServer]:
 def server_factory() -> Callable[..., Any]:
     """``async with server_factory(outbox_messages=4) as server:`` for custom settings."""
     return partial(run_server)
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_ends_in_an_exception(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Hypercorn logs an exception that escapes the app ("Error in ASGI Framework") and carries
+    on; no test may leave one behind."""
+    yield
+    errors = [
+        record.getMessage()
+        for record in caplog.get_records("call")
+        if record.name.startswith("hypercorn") and record.levelno >= logging.ERROR
+    ]
+    assert errors == [], errors

@@ -61,8 +61,21 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"trio-broadcast: invalid setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json=settings.log_json)
-    from .server.serve import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
+    if settings.workers > 1:
+        from .server.workers import run_workers
 
+        try:
+            return run_workers(settings, _serve_argv(args))
+        except OSError as error:
+            print(
+                f"trio-broadcast: cannot start on {settings.host}:{settings.port}: {error}",
+                file=sys.stderr,
+            )
+            return 1
+    from .server.serve import ServerInfo, serve, tune_gc  # Quart and Hypercorn: only the server
+    from .server.workers import inherited_listener
+
+    listener = inherited_listener()  # a worker of ``serve --workers N``: its parent's socket
     tune_gc()
     started = False
 
@@ -70,7 +83,7 @@ def run_serve(args: argparse.Namespace) -> int:
         nonlocal started
         async with trio.open_nursery() as nursery:
             info: ServerInfo = await nursery.start(
-                partial(serve, settings, shutdown_trigger=_wait_for_signal)
+                partial(serve, settings, shutdown_trigger=_wait_for_signal, listener=listener)
             )
             started = True
             print(f"trio-broadcast listening on {info.url}", flush=True)
@@ -104,6 +117,14 @@ def startup_error(error: BaseException) -> Exception | None:
     return None
 
 
+def _serve_argv(args: argparse.Namespace) -> list[str]:
+    """The command line after ``serve``: what a worker of ``serve --workers N`` runs."""
+    argv: list[str] = args.argv
+    return argv[argv.index("serve") + 1 :]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     sys.exit(args.func(args))

@@ -237,10 +237,24 @@ class Settings:
         default="trio-broadcast:",
         metadata=_help("prefix of the backplane's Redis keys, so deployments can share a Redis"),
     )
+    workers: int = attrs.field(
+        default=1,
+        validator=_positive,
+        metadata=_help(
+            "server processes sharing the port (trio-broadcast serve only); above 1 needs "
+            "redis_url, so that they share one audience"
+        ),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.keyfile is not None and self.certfile is None:
             raise ConfigError("keyfile needs certfile")
+        if self.workers > 1 and self.redis_url is None:
+            raise ConfigError(
+                f"workers={self.workers} needs redis_url: without a shared backplane each "
+                "worker would hold its own audience, and clients on different workers would "
+                "never see each other's messages"
+            )
         if self.outbox_bytes < self.max_message_bytes + FRAME_OVERHEAD:
             raise ConfigError(
                 f"outbox_bytes ({self.outbox_bytes}) must hold at least one message of "

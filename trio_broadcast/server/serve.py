@@ -148,13 +148,15 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     app: BroadcastApp | None = None,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns or this is cancelled; then shut down gracefully.
 
     Graceful shutdown: stop accepting, close every client with 1001, give them up to
     ``shutdown_timeout`` seconds, return. Cancelling ``serve`` instead drops connections without
-    close frames.
+    close frames. ``listener``: a listening socket to serve on (``serve --workers``' workers
+    share their parent's) instead of one made here; it is closed on return either way.
 
     Raises:
         HubFailedError: the broadcaster failed for good (after shutting down).
@@ -167,7 +169,7 @@ async def serve(
     config = hypercorn_config(settings)
     secure = load_tls(config)  # before binding: a bad certificate is a start-up failure
     await app.hub.wait_for_backplane()  # before listening: no Redis, no server
-    sock = open_listener(settings)
+    sock = listener if listener is not None else open_listener(settings)
     host, port = sock.getsockname()[:2]
     info = ServerInfo(host=host, port=port, secure=secure)
     # Hypercorn's own ``serve`` makes its sockets from ``config.bind``; its worker takes ours
