@@ -4,15 +4,18 @@
 
 What this module adds for a Hypercorn master and its worker processes:
 
-- **One worker.** One process holds the whole audience (the hub is in memory), so a second
-  worker of the same master refuses to start: it prints one line and exits with status 3 while
-  Hypercorn imports the app, and Hypercorn then stops every worker and exits non-zero, instead of
-  silently splitting clients between hubs that cannot see each other. The lock the workers
-  compete for is an abstract Unix socket (Linux): it leaves no file behind.
+- **One worker, unless Redis.** Without ``TRIO_BROADCAST_REDIS_URL`` one process holds the
+  whole audience (the hub is in memory), so a second worker of the same master refuses to start:
+  it prints one line and exits with status 3 while Hypercorn imports the app, and Hypercorn then
+  stops every worker and exits non-zero, instead of silently splitting clients between hubs that
+  cannot see each other. The lock the workers compete for is an abstract Unix socket (Linux): it
+  leaves no file behind. With the Redis URL, workers share one audience and take no lock.
 - **1001 on shutdown.** On SIGTERM or SIGINT the master sets an event that its workers poll; the
   app watches the same event and closes every client with 1001 at once, as
   ``trio-broadcast serve`` does, instead of leaving them to Hypercorn's ``graceful_timeout`` and
-  a 1011. Under ``hypercorn -w 0`` (no master) there is no such event: see docs/deployment.md.
+  a 1011. A SIGTERM to the worker itself (Hypercorn's master sends one to the other workers
+  once the first has exited) starts the same shutdown. Under ``hypercorn -w 0`` (no master)
+  there is no such event: see docs/deployment.md.
 - **One-line start-up errors.** An invalid ``TRIO_BROADCAST_*`` value prints one line and exits
   with status 2, not a traceback.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 from typing import NoReturn
@@ -76,13 +80,27 @@ def _take_worker_lock() -> socket.socket | None:
 
 
 async def close_clients_on_shutdown(app: BroadcastApp, event: SharedEvent) -> None:
-    """Wait for the master's shutdown event, then close every client with 1001.
+    """Wait for the master's shutdown event, or a SIGTERM to this worker, then close every
+    client with 1001.
 
-    Runs in the app's nursery until the event is set or the app stops; cancelling it is safe.
+    Hypercorn's master, once one of several workers has exited, sends SIGTERM to the others:
+    caught here, it starts the same graceful shutdown (the event is set by then) instead of
+    ending the worker with its clients' connections dropped. Runs in the app's nursery until
+    then or until the app stops; cancelling it is safe.
     """
-    # Set by another process, so not awaitable: polled, as Hypercorn's own workers poll it.
-    while not event.is_set():  # noqa: ASYNC110
-        await trio.sleep(SHUTDOWN_POLL_INTERVAL)
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def on_sigterm() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(on_sigterm)
+            # Set by another process, so not awaitable: polled, as Hypercorn's workers poll it.
+            while not event.is_set():  # noqa: ASYNC110
+                await trio.sleep(SHUTDOWN_POLL_INTERVAL)
+            nursery.cancel_scope.cancel()
     log.info("shutting_down", connections=app.hub.connection_count)
     app.hub.close_all()
 
@@ -96,7 +114,8 @@ def _settings() -> Settings:
 
 settings = _settings()
 configure_logging(settings.log_level, json=settings.log_json)
-_worker_lock = _take_worker_lock()  # held for the life of the worker
+# Held for the life of the worker; with Redis, several workers share one audience: no lock.
+_worker_lock = _take_worker_lock() if settings.redis_url is None else None
 app: BroadcastApp = create_app(settings)
 
 

@@ -9,12 +9,15 @@ Hypercorn's master imports this module before it starts any worker, so start-up 
 caught here, as one line on stderr and a non-zero exit: an invalid setting (status 2), an
 address that cannot be bound (status 1; checked here unless ``-b``/``--bind`` is given, since
 Hypercorn's own failure is a traceback), and ``-w``/``--workers`` above 1 on the command line
-(status 3: one process holds the whole audience; :mod:`.asgi` refuses a second worker as well,
-for configurations that do not come through here, but Hypercorn 0.18 may then exit with 0).
+without ``TRIO_BROADCAST_REDIS_URL`` (status 3: one process holds the whole audience;
+:mod:`.asgi` refuses a second worker as well, for configurations that do not come through here,
+but Hypercorn 0.18 may then exit with 0). With the Redis URL, several workers share one
+audience through the backplane.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -27,6 +30,7 @@ from .serve import hypercorn_config
 EXIT_CANNOT_START = 1  # as ``trio-broadcast serve``
 EXIT_INVALID_SETTING = 2
 EXIT_SEVERAL_WORKERS = 3  # as a second worker refused by .asgi
+BIND_CHECKED = "TRIO_BROADCAST_BIND_CHECKED"  # set once the master checked the address
 
 
 def _fail(message: str, status: int) -> NoReturn:
@@ -76,22 +80,28 @@ try:
     _settings = Settings.from_env()
 except ConfigError as error:
     _fail(f"invalid setting: {error}", EXIT_INVALID_SETTING)
-if (workers_from_argv(sys.argv[1:]) or 1) > 1:
+if (workers_from_argv(sys.argv[1:]) or 1) > 1 and _settings.redis_url is None:
     _fail(
         "refusing to run several Hypercorn workers: trio-broadcast keeps its audience in one "
         "process, and several workers would split clients into groups that never see each "
-        "other's messages; run Hypercorn with one worker (-w 1)",
+        "other's messages; run Hypercorn with one worker (-w 1), or share one audience "
+        "through Redis (TRIO_BROADCAST_REDIS_URL)",
         EXIT_SEVERAL_WORKERS,
     )
-if not bind_given(sys.argv[1:]):
+# Checked once, by the master: its workers import this module again while they unpickle their
+# configuration, when the master holds the address already (and inherit the variable).
+if not bind_given(sys.argv[1:]) and BIND_CHECKED not in os.environ:
     try:
         check_bind(_settings.host, _settings.port)
     except OSError as error:
         _fail(f"cannot start on {_settings.host}:{_settings.port}: {error}", EXIT_CANNOT_START)
+    os.environ[BIND_CHECKED] = "1"
 _config = hypercorn_config(_settings)
 
 worker_class = "trio"
-workers = 1  # the hub is in memory: one worker holds the whole audience
+# Without Redis the hub is in memory: one worker holds the whole audience. With it, Hypercorn's
+# -w N on the command line wins over this.
+workers = 1
 bind = [f"{_settings.host}:{_settings.port}"]
 backlog = _config.backlog
 websocket_max_message_size = _config.websocket_max_message_size
