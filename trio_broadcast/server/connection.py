@@ -52,10 +52,11 @@ class TransportFailed(Exception):
 
     def __init__(self, code: int, reason: str, *, wait_for_reply: bool) -> None:
         super().__init__(code, reason)
-        known = code in CloseCode._value2member_map_
-        self.close = CloseConnection(
-            reason, CloseCode(code) if known else CloseCode.PROTOCOL_ERROR
-        )  # what to close with
+        try:
+            close_code = CloseCode(code)
+        except ValueError:  # a code wsproto knows and we do not send: a protocol error still
+            close_code = CloseCode.PROTOCOL_ERROR
+        self.close = CloseConnection(reason, close_code)  # what to close with
         self.wait_for_reply = wait_for_reply  # False: the client's frames can no longer be read
 
 
