@@ -23,6 +23,9 @@ from support import (
 )
 from trio_websocket import WebSocketConnection
 
+from trio_broadcast.server.backplane import AppendRequest
+from trio_broadcast.server.redis_backplane import RedisBackplane
+
 pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/redis-server").exists(), reason="needs redis-server (scripts/system-deps.sh)"
 )
@@ -264,3 +267,26 @@ async def test_every_server_counts_the_clusters_connections_and_a_gone_one_drops
         hub = first.app.hub
         with trio.fail_after(30):
             await hub.wait_until(lambda: hub.cluster_connections == 2)
+
+
+@pytest.mark.parametrize("max_age", [1.0, None])
+async def test_the_stream_is_trimmed_by_age_at_a_mark(
+    redis: RedisServer, max_age: float | None
+) -> None:
+    """Entries appended before the newest mark at least ``max_age`` old go; the rest stay. Real
+    time passes here: the marks are Redis's own clock, a second or more apart."""
+    backplane = RedisBackplane(redis.url, "t:", max_length=1000, max_age=max_age)
+    requests = [AppendRequest(key, "client", f"m{key}") for key in range(1, 4)]
+    async with backplane.open():
+        await backplane.ensure_epoch("epoch")
+        await backplane.append("epoch", "node", "2026-11-28T00:00:00+00:00", requests)  # 1-3
+        await trio.sleep(1.1)  # the next batch gets a mark of its own
+        await backplane.append("epoch", "node", "2026-11-28T00:00:01+00:00", requests[:2])  # 4-5
+        assert await backplane.trim() == 0  # the first mark is only just a second old
+        await trio.sleep(1.1)  # now the second one is too
+        removed = await backplane.trim()
+        kept = [record.seq for record in await backplane.newest(10)]
+    if max_age is None:  # never trimmed by age
+        assert (removed, kept) == (0, [1, 2, 3, 4, 5])
+    else:
+        assert (removed, kept) == (3, [4, 5])

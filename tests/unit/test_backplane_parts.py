@@ -45,14 +45,20 @@ def test_age_counts_from_the_appending_nodes_clock() -> None:
 
 def test_keys_share_one_hash_tag_under_the_prefix() -> None:
     keys = Keys("app:")
-    assert keys.all() == ["app:{log}:epoch", "app:{log}:seq", "app:{log}:stream"]
+    assert keys.all() == [
+        "app:{log}:epoch",
+        "app:{log}:seq",
+        "app:{log}:stream",
+        "app:{log}:marks",
+    ]
 
 
 def test_append_arguments_carry_one_triple_per_publish_in_order() -> None:
     requests = [AppendRequest(1, "a", "one"), AppendRequest(2, "b", "two")]
-    assert append_args("e", 1000, "n", "t", requests) == [
+    assert append_args("e", 1000, True, "n", "t", requests) == [
         "e",
         1000,
+        1,
         "n",
         "t",
         1,

@@ -25,6 +25,7 @@ PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
 FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))
 ASYNCAPI = Path(str(resources.files("trio_broadcast") / "wire" / "asyncapi.json"))  # the protocol
 MIN_STREAM_LENGTH = 1000  # entries the backplane's stream keeps at least, whatever history_size
+MIN_STREAM_AGE = 60.0  # seconds the stream keeps entries at least, whatever history_ttl
 IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never change
 
 
@@ -66,7 +67,11 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
         # The stream is also how servers hand entries to each other: never trimmed so short
         # that a reader a little behind would find its next entry gone.
         length = max(settings.history_size, MIN_STREAM_LENGTH)
-        backplane = RedisBackplane(settings.redis_url, settings.redis_prefix, max_length=length)
+        ttl = settings.history_ttl
+        age = None if ttl is None else max(ttl, MIN_STREAM_AGE)
+        backplane = RedisBackplane(
+            settings.redis_url, settings.redis_prefix, max_length=length, max_age=age
+        )
     app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}", backplane=backplane)
     app.metrics = Metrics(app.hub)
     app.hub.observe_latency = app.metrics.latency.observe

@@ -94,8 +94,14 @@ class Keys:
     def stream(self) -> str:
         return f"{self.prefix}{{log}}:stream"  # the log: entry ``<seq>-1`` per broadcast
 
+    @property
+    def marks(self) -> str:
+        # When entries were appended, for trimming by age: a sorted set of seqs scored by
+        # Redis's clock in ms, one for the first entry appended in each second or more.
+        return f"{self.prefix}{{log}}:marks"
+
     def all(self) -> list[str]:
-        return [self.epoch, self.seq, self.stream]
+        return [self.epoch, self.seq, self.stream, self.marks]
 
     @property
     def nodes(self) -> str:
@@ -106,13 +112,13 @@ class Keys:
         return f"{self.prefix}{{log}}:node:"  # + node: its connection count, with a TTL
 
 
-# Both scripts take KEYS = (epoch, seq, stream) and ARGV[1] = an epoch to create if there is
-# none. No epoch means Redis lost (or never had) the log: counter and stream start afresh, under
-# a new epoch, atomically with whatever the script then does.
+# The scripts take KEYS = (epoch, seq, stream, marks) and ARGV[1] = an epoch to create if there
+# is none. No epoch means Redis lost (or never had) the log: counter, stream and marks start
+# afresh, under a new epoch, atomically with whatever the script then does.
 _ENSURE_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   redis.call('SET', KEYS[1], ARGV[1])
   epoch = ARGV[1]
 end
@@ -120,22 +126,46 @@ end
 
 ENSURE_EPOCH_SCRIPT = _ENSURE_EPOCH + "return epoch\n"
 
-# ARGV: epoch to create, MAXLEN, node, timestamp, then (key, sender, message) per publish.
-# Returns {epoch, first seq given}. INCR and XADD in one script: no two entries share a seq, and
-# seq order is stream order.
+# ARGV: epoch to create, MAXLEN, whether to mark (1) or not (0), node, timestamp, then (key,
+# sender, message) per publish. Returns {epoch, first seq given}. INCR and XADD in one script: no
+# two entries share a seq, and seq order is stream order. Marking (when the stream is trimmed by
+# age): the batch's first seq joins the marks if the newest mark is a second old or more, so
+# every entry was appended less than a second after the newest mark at or below its seq.
 APPEND_SCRIPT = (
     _ENSURE_EPOCH
     + """
 local first = 0
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local seq = redis.call('INCR', KEYS[2])
   if first == 0 then first = seq end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-1',
-    'm', ARGV[i + 2], 's', ARGV[i + 1], 't', ARGV[4], 'n', ARGV[3], 'p', ARGV[i])
+    'm', ARGV[i + 2], 's', ARGV[i + 1], 't', ARGV[5], 'n', ARGV[4], 'p', ARGV[i])
+end
+if ARGV[3] == '1' and first > 0 then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local newest = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  if #newest == 0 or now - tonumber(newest[2]) >= 1000 then
+    redis.call('ZADD', KEYS[4], now, first)
+  end
 end
 return {epoch, first}
 """
 )
+
+# KEYS = (stream, marks); ARGV = the age in ms beyond which entries go. The newest mark at least
+# that old says where: every entry below its seq was appended before it, so is older. Entries
+# from that mark on stay (up to a second longer than the age), and so does that mark. Returns
+# how many entries went.
+TRIM_SCRIPT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local cutoff = now - tonumber(ARGV[1])
+local mark = redis.call('ZREVRANGEBYSCORE', KEYS[2], cutoff, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #mark == 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. mark[2])
+return redis.call('XTRIM', KEYS[1], 'MINID', mark[1] .. '-1')
+"""
 
 
 # KEYS = (nodes,); ARGV = node, its connections, TTL in ms, the node keys' prefix. Sets this
@@ -156,12 +186,13 @@ return total
 def append_args(
     candidate_epoch: str,
     max_length: int,
+    mark: bool,
     node: str,
     timestamp: str,
     requests: Sequence[AppendRequest],
 ) -> list[str | int]:
     """ARGV of :data:`APPEND_SCRIPT` for one batch of publishes."""
-    args: list[str | int] = [candidate_epoch, max_length, node, timestamp]
+    args: list[str | int] = [candidate_epoch, max_length, int(mark), node, timestamp]
     for request in requests:
         args += [request.key, request.sender, request.message]
     return args
@@ -213,3 +244,7 @@ class Backplane(Protocol):
     async def report(self, node: str, connections: int, ttl: float) -> int:
         """Report this node's connection count (kept ``ttl`` seconds unless reported again);
         returns the count of every node, this one included, whose report has not expired."""
+
+    async def trim(self) -> int:
+        """Drop the entries older than the log's age limit (none if it has no limit); returns
+        how many went."""

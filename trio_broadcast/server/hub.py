@@ -30,6 +30,7 @@ no task wakes for it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import secrets
 import time
@@ -664,16 +665,16 @@ class Hub:
 
     async def _report_loop(self, backplane: Backplane) -> None:
         """Every ``REPORT_INTERVAL`` seconds: report this node's connections, learn the
-        cluster's (every node's whose report is younger than ``REPORT_TTL``)."""
+        cluster's (every node's whose report is younger than ``REPORT_TTL``), and trim the log
+        by age."""
         while True:
-            try:
+            # On an error, the reader notices and reports it; the last count stands meanwhile.
+            with contextlib.suppress(BackplaneUnavailableError):
                 total = await backplane.report(self.node_id, len(self._subscribers), REPORT_TTL)
-            except BackplaneUnavailableError:
-                pass  # the reader notices and reports it; the last count stands meanwhile
-            else:
                 if total != self.cluster_connections:
                     self.cluster_connections = total
                     self._notify_clients_changed()  # wakes wait_until
+                await backplane.trim()
             await trio.sleep(REPORT_INTERVAL)
 
     def _refuse_unavailable(self, author: Subscriber, id_: str | None) -> None:

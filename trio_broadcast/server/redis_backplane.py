@@ -26,6 +26,7 @@ from .backplane import (
     APPEND_SCRIPT,
     ENSURE_EPOCH_SCRIPT,
     REPORT_SCRIPT,
+    TRIM_SCRIPT,
     AppendRequest,
     Keys,
     Record,
@@ -63,15 +64,17 @@ def _record(entry: StreamEntry) -> Record:
 class RedisBackplane:
     """The log as one Redis Stream (see :mod:`.backplane` for the keys and scripts)."""
 
-    def __init__(self, url: str, prefix: str, *, max_length: int) -> None:
+    def __init__(self, url: str, prefix: str, *, max_length: int, max_age: float | None) -> None:
         self.url = url  # redis://, rediss:// or unix://
         self.keys = Keys(prefix)
         self.max_length = max_length  # the stream is trimmed to about this many entries
+        self.max_age = max_age  # seconds; :meth:`trim` drops older entries (None: never)
         self._reader: coredis.Redis[str] | None = None
         self._writer: coredis.Redis[str] | None = None
         self._append: Script[str] | None = None
         self._ensure: Script[str] | None = None
         self._report: Script[str] | None = None
+        self._trim: Script[str] | None = None
 
     def _client(self) -> coredis.Redis[str]:
         return coredis.Redis.from_url(
@@ -94,11 +97,12 @@ class RedisBackplane:
             self._append = writer.register_script(APPEND_SCRIPT)
             self._ensure = writer.register_script(ENSURE_EPOCH_SCRIPT)
             self._report = writer.register_script(REPORT_SCRIPT)
+            self._trim = writer.register_script(TRIM_SCRIPT)
             try:
                 yield
             finally:
                 self._reader = self._writer = self._append = self._ensure = None
-                self._report = None
+                self._report = self._trim = None
 
     async def ensure_epoch(self, candidate: str) -> str:
         assert self._ensure is not None, "use inside open()"
@@ -129,7 +133,8 @@ class RedisBackplane:
         self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
     ) -> str:
         assert self._append is not None, "use inside open()"
-        args = append_args(candidate_epoch, self.max_length, node, timestamp, requests)
+        mark = self.max_age is not None
+        args = append_args(candidate_epoch, self.max_length, mark, node, timestamp, requests)
         with _unavailable("append"):
             reply: object = await self._append(keys=self.keys.all(), args=args)
         if not isinstance(reply, list | tuple) or not isinstance(reply[0], str | bytes):
@@ -142,3 +147,12 @@ class RedisBackplane:
         with _unavailable("report"):
             total: object = await self._report(keys=[self.keys.nodes], args=args)
         return int(total) if isinstance(total, int | str | bytes) else 0
+
+    async def trim(self) -> int:
+        if self.max_age is None:
+            return 0
+        assert self._trim is not None, "use inside open()"
+        args = [int(self.max_age * 1000)]
+        with _unavailable("trim"):
+            removed: object = await self._trim(keys=[self.keys.stream, self.keys.marks], args=args)
+        return int(removed) if isinstance(removed, int | str | bytes) else 0
