@@ -783,12 +783,37 @@ async def test_a_socket_that_takes_part_of_a_write_wakes_the_writer_to_finish_it
     assert hub.statistics().deliveries == 2
 
 
-async def test_an_error_reply_moves_a_direct_client_to_its_writer(running: Running) -> None:
+async def test_an_error_reply_to_a_direct_client_is_written_at_once(running: Running) -> None:
     hub = running.hub
-    listener = direct(hub, FakeSocket())
+    socket = FakeSocket()
+    listener = direct(hub, socket)
+    hub.reply(listener, '{"type":"error"}')
+    assert listener.state is State.DIRECT
+    assert socket.frames() == [{"type": "error"}]
+    assert queued(listener) == []
+
+
+async def test_an_error_reply_the_socket_cannot_take_goes_to_the_writer(running: Running) -> None:
+    hub = running.hub
+    listener = direct(hub, FakeSocket(room=0))
     hub.reply(listener, '{"type":"error"}')
     assert listener.state is State.QUEUED
     assert [entry.frame for entry in queued(listener)] == ['{"type":"error"}']
+
+
+async def test_a_direct_author_gets_its_ack_written_by_the_pass(running: Running) -> None:
+    hub = running.hub
+    author_socket, listener_socket = FakeSocket(), FakeSocket()
+    author = direct(hub, author_socket)
+    direct(hub, listener_socket)
+    await hub.submit(author, Publish("hello", id="p1"))
+    await listener_socket.wait_for_writes(1)
+    await author_socket.wait_for_writes(1)
+    (ack,) = author_socket.frames()
+    assert (ack["type"], ack["id"], ack["seq"]) == ("ack", "p1", 1)
+    assert author.state is State.DIRECT
+    assert queued(author) == []
+    assert [frame["message"] for frame in listener_socket.frames()] == ["hello"]
 
 
 def test_a_client_without_a_direct_writer_stays_with_its_writer() -> None:

@@ -18,8 +18,8 @@ socket (h11 keeps its states the same way, as a table)::
             write                          limits: slow consumer   writes: -> DIRECT
                                            (4008)
     DIRECT  the broadcaster, in its pass   writes the bundle's     the socket takes less than
-                                           bytes now: one          all, or an error reply is
-                                           write(2)                queued: -> QUEUED
+            (and the reader, for an error  bytes now: one          all: -> QUEUED
+            reply)                         write(2)
     CLOSED  nobody                         nothing                 never
 
 A subscriber starts QUEUED (its writer sends the welcome and any replay first). The outbox holds
@@ -323,7 +323,13 @@ class Hub:
 
         Its writer sends it, after everything broadcast before it.
         """
-        self._queue(subscriber, Bundle((Outgoing.of(frame, trio.current_time()),)))
+        if subscriber.state is State.CLOSED:
+            return
+        handed = self._hand(subscriber, Bundle((Outgoing.of(frame, trio.current_time()),)))
+        if handed > 0:
+            self.count_written(handed, 1)
+        elif handed < 0:
+            self._evict_slow(subscriber)
 
     def writer_idle(self, subscriber: Subscriber) -> None:
         """Called by a connection's writer when it has written everything it took: with its
@@ -422,10 +428,7 @@ class Hub:
             await trio.sleep(interval)
             for subscriber in self._subscribers.values():
                 if subscriber.state is State.DIRECT:
-                    assert subscriber.writer is not None
-                    if 0 < subscriber.writer.write_nowait(PING_FRAME) < len(PING_FRAME):
-                        subscriber.state = State.QUEUED  # its writer finishes the ping
-                        subscriber.outbox.put_nowait(FLUSH)
+                    self._write_direct(subscriber, PING_FRAME)
 
     def _fail(self, error: BaseException) -> None:
         self.failed = error
@@ -506,23 +509,11 @@ class Hub:
         for subscriber in self._subscribers.values():  # the hot loop
             if subscriber in authors:
                 continue
-            if subscriber.state is State.DIRECT:
-                data = bundle.wire(subscriber.batch)
-                assert subscriber.writer is not None  # DIRECT only with a writer
-                written = subscriber.writer.write_nowait(data)
-                if written == len(data):
-                    direct += 1
-                    frames += 1 if subscriber.batch else count
-                    continue
-                # The socket took part of it (the rest waits in the writer: wake the connection
-                # to finish it), or nothing: from now on its writer sends, from the outbox.
-                subscriber.state = State.QUEUED
-                if written >= 0:
-                    subscriber.outbox.put_nowait(FLUSH)
-                    direct += 1
-                    frames += 1 if subscriber.batch else count
-                    continue
-            if subscriber.outbox.put_nowait(bundle):
+            handed = self._hand(subscriber, bundle)
+            if handed > 0:
+                direct += 1
+                frames += handed
+            elif handed == 0:
                 queued += 1
             else:
                 slow.append(subscriber)
@@ -530,30 +521,56 @@ class Hub:
             self._evict_slow(subscriber)
         delivered = (direct + queued) * count
         for author in authors:  # its acks in place of its own messages, among the others'
+            if author.state is State.CLOSED:  # it left meanwhile
+                continue
             own = Bundle(
                 [
                     ack if who is author and ack is not None else entry
                     for who, entry, ack in sequenced
                 ]
             )
-            if self._queue(author, own):
-                delivered += sum(who is not author for who, _, _ in sequenced)
+            handed = self._hand(author, own)
+            if handed < 0:
+                self._evict_slow(author)
+                continue
+            if handed > 0:
+                direct += 1
+                frames += handed
+            delivered += sum(who is not author for who, _, _ in sequenced)
         self._counters["deliveries"] += delivered
         self._frames_out += frames
         self._messages_out += direct * count
         if self.observe_latency is not None and direct:
             self.observe_latency(trio.current_time() - bundle.entries[0].created, direct)
 
-    def _queue(self, subscriber: Subscriber, bundle: Bundle) -> bool:
-        """Put ``bundle`` in the subscriber's outbox (its writer sends it from now on), or evict
-        it as a slow consumer if there is no room. Returns whether it was queued."""
-        if subscriber.state is State.CLOSED:
-            return False
+    def _hand(self, subscriber: Subscriber, bundle: Bundle) -> int:
+        """Give a subscriber that has not left a bundle: written now when it is DIRECT and its
+        socket takes it, else put in its outbox (it is QUEUED from then on).
+
+        Returns the frames written now (> 0), 0 when queued, or -1 when the outbox has no room:
+        a slow consumer, for the caller to evict. Never blocks.
+        """
+        if subscriber.state is State.DIRECT and self._write_direct(
+            subscriber, bundle.wire(subscriber.batch)
+        ):
+            return 1 if subscriber.batch else len(bundle.entries)
         subscriber.state = State.QUEUED
-        if subscriber.outbox.put_nowait(bundle):
+        return 0 if subscriber.outbox.put_nowait(bundle) else -1
+
+    def _write_direct(self, subscriber: Subscriber, data: bytes) -> bool:
+        """Write ``data`` to a DIRECT subscriber's socket now. True when the socket took it;
+        if it took only part, the rest waits in the writer and the subscriber is QUEUED, with
+        its connection woken to finish it. False when it took nothing (full, or failed): the
+        subscriber is QUEUED, and ``data`` is the caller's to queue or drop."""
+        assert subscriber.writer is not None  # DIRECT only with a writer
+        written = subscriber.writer.write_nowait(data)
+        if written == len(data):
             return True
-        self._evict_slow(subscriber)
-        return False
+        subscriber.state = State.QUEUED
+        if written < 0:
+            return False
+        subscriber.outbox.put_nowait(FLUSH)
+        return True
 
     def _evict_slow(self, subscriber: Subscriber) -> None:
         self._evictions["slow_consumer"] += 1
