@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import coredis
 import httpx
 import pytest
 import trio
@@ -19,9 +20,9 @@ from support import JSON, connect, publish, read_until_closed, receive_json, rec
 from trio_websocket import WebSocketConnection
 
 from trio_broadcast.errors import BackplaneUnavailableError
-from trio_broadcast.server import hub as hub_module
 from trio_broadcast.server import redis_backplane
-from trio_broadcast.server.hub import BackplaneState
+from trio_broadcast.server import replica as replica_module
+from trio_broadcast.server.replica import BackplaneState
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/redis-server").exists(), reason="needs redis-server (scripts/system-deps.sh)"
@@ -162,10 +163,51 @@ async def test_redis_that_lost_its_data_starts_a_new_epoch_and_clients_are_told(
             assert (await receive_type(resumed, "message"))["seq"] == 1
 
 
+async def test_redis_back_from_an_older_snapshot_starts_a_new_epoch_and_clients_are_told(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    """The snapshot keeps the epoch but not the newest entries: the servers must not give
+    those seqs out again (the clients had them) and must not wait for them either."""
+    async with (
+        open_redis_server(tmp_path) as redis,
+        server_factory(redis_url=redis.url) as a,
+        server_factory(redis_url=redis.url) as b,
+    ):
+        async with connect(a.ws_url) as publisher, connect(b.ws_url) as listener:
+            welcome = await receive_type(listener, "welcome")
+            await receive_type(publisher, "welcome")
+            for number in range(5):
+                if number == 2:  # the snapshot Redis comes back from: seqs 1 and 2
+                    client = coredis.Redis.from_url(redis.url)
+                    async with client:
+                        await client.save()
+                await publish(publisher, f"old-{number}")
+                await receive_type(publisher, "ack")
+            seen = [await receive_type(listener, "message") for _ in range(5)]
+            await redis.kill()
+            await wait_for_state([a, b], BackplaneState.DOWN)
+            await redis.start()  # from the snapshot
+            with trio.fail_after(10):  # a reconnect and a report interval, with room
+                for ws in (publisher, listener):
+                    frames, code = await read_until_closed(ws)
+                    assert (frames, code) == ([], 1012)
+        assert a.app.hub.epoch == b.app.hub.epoch != welcome["epoch"]
+        query = f"?since={seen[-1]['seq']}&epoch={welcome['epoch']}"
+        async with connect(a.ws_url) as publisher, connect(b.ws_url + query) as resumed:
+            await receive_type(publisher, "welcome")
+            again = await receive_type(resumed, "welcome")
+            assert again["epoch"] == b.app.hub.epoch
+            recovered = await receive_type(resumed, "recovered")
+            assert (recovered["complete"], recovered["reason"]) == (False, "epoch_mismatch")
+            await publish(publisher, "new")
+            assert (await receive_type(publisher, "ack"))["seq"] == 1
+            assert (await receive_type(resumed, "message"))["message"] == "new"
+
+
 async def test_unreachable_redis_at_start_up_stops_the_server_before_it_listens(
     monkeypatch: pytest.MonkeyPatch, server_factory: Callable[..., Any]
 ) -> None:
-    monkeypatch.setattr(hub_module, "BACKPLANE_STARTUP_TIMEOUT", 0.5)
+    monkeypatch.setattr(replica_module, "BACKPLANE_STARTUP_TIMEOUT", 0.5)
     url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.RaisesGroup(BackplaneUnavailableError, flatten_subgroups=True):
         async with server_factory(redis_url=url):
@@ -194,8 +236,8 @@ async def test_serve_without_redis_is_one_line_and_exit_status_1() -> None:
 SERVE_WITH_SHORT_WAIT = """
 import sys
 from trio_broadcast import cli
-from trio_broadcast.server import hub
-hub.BACKPLANE_STARTUP_TIMEOUT = 0.5
+from trio_broadcast.server import replica
+replica.BACKPLANE_STARTUP_TIMEOUT = 0.5
 cli.main(["serve", *sys.argv[1:]])
 """
 

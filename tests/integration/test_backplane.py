@@ -23,7 +23,7 @@ from support import (
 )
 from trio_websocket import WebSocketConnection
 
-from trio_broadcast.server.backplane import AppendRequest
+from trio_broadcast.server.backplane import AppendRequest, ReadTo
 from trio_broadcast.server.redis_backplane import RedisBackplane
 
 pytestmark = pytest.mark.skipif(
@@ -278,10 +278,10 @@ async def test_the_stream_is_trimmed_by_age_at_a_mark(
     backplane = RedisBackplane(redis.url, "t:", max_length=1000, max_age=max_age)
     requests = [AppendRequest(key, "client", f"m{key}") for key in range(1, 4)]
     async with backplane.open():
-        await backplane.ensure_epoch("epoch")
-        await backplane.append("epoch", "node", "2026-11-28T00:00:00+00:00", requests)  # 1-3
+        await backplane.ensure_epoch("epoch", ReadTo())
+        await backplane.append("epoch", ReadTo(), "node", "2026-11-28T00:00:00", requests)  # 1-3
         await trio.sleep(1.1)  # the next batch gets a mark of its own
-        await backplane.append("epoch", "node", "2026-11-28T00:00:01+00:00", requests[:2])  # 4-5
+        await backplane.append("epoch", ReadTo(), "node", "2026-11-28T00:00:01", requests[:2])
         assert await backplane.trim() == 0  # the first mark is only just a second old
         await trio.sleep(1.1)  # now the second one is too
         removed = await backplane.trim()
@@ -290,3 +290,22 @@ async def test_the_stream_is_trimmed_by_age_at_a_mark(
         assert (removed, kept) == (0, [1, 2, 3, 4, 5])
     else:
         assert (removed, kept) == (3, [4, 5])
+
+
+async def test_a_log_behind_what_a_node_read_starts_a_new_epoch(redis: RedisServer) -> None:
+    """Redis back from an older snapshot keeps the epoch but not the newest entries: a node that
+    read past its counter starts a new log instead of handing out seqs clients have had."""
+    backplane = RedisBackplane(redis.url, "t:", max_length=1000, max_age=None)
+    requests = [AppendRequest(key, "client", f"m{key}") for key in range(1, 4)]
+    async with backplane.open():
+        epoch = await backplane.ensure_epoch("e1", ReadTo())
+        assert await backplane.append("e2", ReadTo(epoch, 0), "n", "t", requests) == "e1"
+        # Read to seq 3 of e1: the log has it, nothing changes.
+        assert await backplane.ensure_epoch("e3", ReadTo("e1", 3)) == "e1"
+        # Read to seq 5 of e1, which this log never had (it lost them): a new log.
+        assert await backplane.ensure_epoch("e4", ReadTo("e1", 5)) == "e4"
+        assert await backplane.newest(10) == []
+        # Read far into another epoch: not this log's business (that node syncs and learns).
+        assert await backplane.append("e5", ReadTo("e1", 99), "n", "t", requests[:1]) == "e4"
+        assert [record.seq for record in await backplane.newest(10)] == [1]
+        assert (await backplane.report("n", 0, 6.0))[1] == "e4"

@@ -66,7 +66,9 @@ async def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[i
 def _lock_litter() -> set[str]:
     """Files an earlier version left in the temp directory, one per Hypercorn master."""
     return {
-        name for name in os.listdir(tempfile.gettempdir()) if name.startswith("trio-broadcast-")
+        name
+        for name in os.listdir(tempfile.gettempdir())
+        if name.startswith("trio-broadcast-") and not name.startswith("trio-broadcast-bench-")
     }
 
 

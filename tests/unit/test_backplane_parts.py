@@ -9,6 +9,7 @@ from trio_broadcast.server.backplane import (
     AppendRequest,
     Backoff,
     Keys,
+    ReadTo,
     Record,
     append_args,
 )
@@ -55,8 +56,10 @@ def test_keys_share_one_hash_tag_under_the_prefix() -> None:
 
 def test_append_arguments_carry_one_triple_per_publish_in_order() -> None:
     requests = [AppendRequest(1, "a", "one"), AppendRequest(2, "b", "two")]
-    assert append_args("e", 1000, True, "n", "t", requests) == [
+    assert append_args("e", ReadTo("e0", 41), 1000, True, "n", "t", requests) == [
         "e",
+        "e0",
+        41,
         1000,
         1,
         "n",

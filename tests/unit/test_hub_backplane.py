@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from trio_broadcast.errors import BackplaneUnavailableError
-from trio_broadcast.server.backplane import AppendRequest, Record
+from trio_broadcast.server.backplane import AppendRequest, ReadTo, Record
 from trio_broadcast.server.config import Settings
-from trio_broadcast.server.hub import BackplaneState, Hub, Subscriber
+from trio_broadcast.server.hub import Hub, Subscriber
+from trio_broadcast.server.replica import BackplaneState
 from trio_broadcast.wire.protocol import Publish
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -39,7 +40,7 @@ class MemoryLog:
     async def open(self) -> AsyncIterator[None]:
         yield
 
-    async def ensure_epoch(self, candidate: str) -> str:
+    async def ensure_epoch(self, candidate: str, read_to: ReadTo) -> str:
         await trio.lowlevel.checkpoint()
         return self.epoch
 
@@ -55,17 +56,22 @@ class MemoryLog:
         self._notify()
         return self.entries[done : done + count]
 
-    async def report(self, node: str, connections: int, ttl: float) -> int:
+    async def report(self, node: str, connections: int, ttl: float) -> tuple[int, str | None]:
         await trio.lowlevel.checkpoint()
         self.counts[node] = connections
-        return sum(self.counts.values())
+        return sum(self.counts.values()), self.epoch
 
     async def trim(self) -> int:
         await trio.lowlevel.checkpoint()
         return 0
 
     async def append(
-        self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
+        self,
+        candidate_epoch: str,
+        read_to: ReadTo,
+        node: str,
+        timestamp: str,
+        requests: Sequence[AppendRequest],
     ) -> str:
         await trio.lowlevel.checkpoint()
         fault, self.fault = self.fault, None
@@ -171,5 +177,6 @@ async def test_the_cluster_count_adds_every_node_reported() -> None:
         hub.subscribe()
         hub.subscribe()
         await hub.wait_until(lambda: hub.cluster_connections == 5 + 2)
-        assert log.counts[hub.node_id] == 2
+        assert hub.replica is not None
+        assert log.counts[hub.replica.node_id] == 2
         assert hub.statistics().cluster_connections == 7

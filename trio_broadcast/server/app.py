@@ -15,9 +15,10 @@ from quart_trio import QuartTrio
 from .. import __version__
 from . import _hypercorn, endpoint
 from .config import Settings
-from .hub import BackplaneState, Hub
+from .hub import Hub
 from .metrics import Metrics
 from .proxies import TrustedProxies
+from .replica import BackplaneState
 
 log = structlog.get_logger("trio_broadcast.server.app")
 

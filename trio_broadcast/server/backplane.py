@@ -77,6 +77,19 @@ class Record:
 
 
 @attrs.frozen
+class ReadTo:
+    """How far a node has read the log: the epoch it read (None: none yet) and the newest seq
+    of it. A log with that epoch whose counter is below that seq went back in time (Redis came
+    back from an older snapshot): the scripts then start a new epoch, as for a lost log."""
+
+    epoch: str | None = None
+    seq: int = 0
+
+    def args(self) -> list[str | int]:
+        return [self.epoch or "", self.seq]
+
+
+@attrs.frozen
 class Keys:
     """The Redis keys of one deployment. One hash tag: a script's keys share a cluster slot."""
 
@@ -112,12 +125,16 @@ class Keys:
         return f"{self.prefix}{{log}}:node:"  # + node: its connection count, with a TTL
 
 
-# The scripts take KEYS = (epoch, seq, stream, marks) and ARGV[1] = an epoch to create if there
-# is none. No epoch means Redis lost (or never had) the log: counter, stream and marks start
-# afresh, under a new epoch, atomically with whatever the script then does.
+# The scripts take KEYS = (epoch, seq, stream, marks) and ARGV[1..3] = an epoch to create, and
+# the caller's ReadTo (epoch read, newest seq read). No epoch means Redis lost (or never had) the
+# log; the caller's epoch with a counter below what the caller read means Redis lost its newest
+# part (it came back from an older snapshot), and entries it gives out now would reuse seqs
+# that clients have had. Either way counter, stream and marks start afresh, under a new epoch,
+# atomically with whatever the script then does.
 _ENSURE_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
-if not epoch then
+if not epoch or (epoch == ARGV[2]
+    and tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[3])) then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   redis.call('SET', KEYS[1], ARGV[1])
   epoch = ARGV[1]
@@ -126,22 +143,23 @@ end
 
 ENSURE_EPOCH_SCRIPT = _ENSURE_EPOCH + "return epoch\n"
 
-# ARGV: epoch to create, MAXLEN, whether to mark (1) or not (0), node, timestamp, then (key,
-# sender, message) per publish. Returns {epoch, first seq given}. INCR and XADD in one script: no
-# two entries share a seq, and seq order is stream order. Marking (when the stream is trimmed by
-# age): the batch's first seq joins the marks if the newest mark is a second old or more, so
-# every entry was appended less than a second after the newest mark at or below its seq.
+# ARGV: epoch to create, ReadTo (2), MAXLEN, whether to mark (1) or not (0), node, timestamp,
+# then (key, sender, message) per publish. Returns {epoch, first seq given}. INCR and XADD in
+# one script: no two entries share a seq, and seq order is stream order. Marking (when the
+# stream is trimmed by age): the batch's first seq joins the marks if the newest mark is a
+# second old or more, so every entry was appended less than a second after the newest mark at
+# or below its seq.
 APPEND_SCRIPT = (
     _ENSURE_EPOCH
     + """
 local first = 0
-for i = 6, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local seq = redis.call('INCR', KEYS[2])
   if first == 0 then first = seq end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-1',
-    'm', ARGV[i + 2], 's', ARGV[i + 1], 't', ARGV[5], 'n', ARGV[4], 'p', ARGV[i])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], seq .. '-1',
+    'm', ARGV[i + 2], 's', ARGV[i + 1], 't', ARGV[7], 'n', ARGV[6], 'p', ARGV[i])
 end
-if ARGV[3] == '1' and first > 0 then
+if ARGV[5] == '1' and first > 0 then
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local newest = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')
@@ -168,9 +186,10 @@ return redis.call('XTRIM', KEYS[1], 'MINID', mark[1] .. '-1')
 """
 
 
-# KEYS = (nodes,); ARGV = node, its connections, TTL in ms, the node keys' prefix. Sets this
-# node's count (it expires unless reported again), and returns the sum over every node whose
-# count has not expired, forgetting the others: a node that died drops out within the TTL.
+# KEYS = (nodes, epoch); ARGV = node, its connections, TTL in ms, the node keys' prefix. Sets
+# this node's count (it expires unless reported again), and returns the sum over every node
+# whose count has not expired, forgetting the others (a node that died drops out within the
+# TTL), and the log's epoch (false if none), for a node to notice a new one without an error.
 REPORT_SCRIPT = """
 redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'PX', ARGV[3])
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -179,12 +198,13 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local count = redis.call('GET', ARGV[4] .. node)
   if count then total = total + tonumber(count) else redis.call('SREM', KEYS[1], node) end
 end
-return total
+return {total, redis.call('GET', KEYS[2])}
 """
 
 
 def append_args(
     candidate_epoch: str,
+    read_to: ReadTo,
     max_length: int,
     mark: bool,
     node: str,
@@ -192,7 +212,8 @@ def append_args(
     requests: Sequence[AppendRequest],
 ) -> list[str | int]:
     """ARGV of :data:`APPEND_SCRIPT` for one batch of publishes."""
-    args: list[str | int] = [candidate_epoch, max_length, int(mark), node, timestamp]
+    args: list[str | int] = [candidate_epoch, *read_to.args(), max_length, int(mark)]
+    args += [node, timestamp]
     for request in requests:
         args += [request.key, request.sender, request.message]
     return args
@@ -225,8 +246,9 @@ class Backplane(Protocol):
     def open(self) -> AbstractAsyncContextManager[None]:
         """Own the connections for the life of the ``async with``."""
 
-    async def ensure_epoch(self, candidate: str) -> str:
-        """The log's epoch; ``candidate`` becomes it (with an empty log) if there was none."""
+    async def ensure_epoch(self, candidate: str, read_to: ReadTo) -> str:
+        """The log's epoch; ``candidate`` becomes it (with an empty log) if there was none, or
+        if the log went back in time behind ``read_to``."""
 
     async def newest(self, count: int) -> list[Record]:
         """The newest ``count`` entries (at least one, if there is any), oldest first."""
@@ -236,14 +258,21 @@ class Backplane(Protocol):
         blocking read) and returns none if none came."""
 
     async def append(
-        self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
+        self,
+        candidate_epoch: str,
+        read_to: ReadTo,
+        node: str,
+        timestamp: str,
+        requests: Sequence[AppendRequest],
     ) -> str:
-        """Append ``requests`` to the log, in order, each with the next seq; returns the epoch
+        """Append ``requests`` to the log, in order, each with the next seq (to a new log
+        named ``candidate_epoch`` when :meth:`ensure_epoch` would start one); returns the epoch
         they were appended to."""
 
-    async def report(self, node: str, connections: int, ttl: float) -> int:
+    async def report(self, node: str, connections: int, ttl: float) -> tuple[int, str | None]:
         """Report this node's connection count (kept ``ttl`` seconds unless reported again);
-        returns the count of every node, this one included, whose report has not expired."""
+        returns the count of every node, this one included, whose report has not expired, and
+        the log's epoch (None: there is no log)."""
 
     async def trim(self) -> int:
         """Drop the entries older than the log's age limit (none if it has no limit); returns

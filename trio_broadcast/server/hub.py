@@ -30,25 +30,17 @@ no task wakes for it.
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import Protocol
 
 import attrs
 import structlog
 import trio
 
-from ..errors import (
-    BackplaneUnavailableError,
-    CloseCode,
-    CloseConnection,
-    ErrorCode,
-    SlowConsumerError,
-)
+from ..errors import CloseCode, CloseConnection, SlowConsumerError
 from ..ratelimit import RateLimiter
 from ..wire.frames import PING_FRAME
 from ..wire.protocol import (
@@ -56,15 +48,15 @@ from ..wire.protocol import (
     Publish,
     Recovery,
     encode_ack,
-    encode_error,
     encode_message,
     encode_welcome,
     format_timestamp,
 )
-from .backplane import AppendRequest, Backoff, Backplane, Record
+from .backplane import Backplane
 from .config import Settings
 from .history import History
 from .outbox import FLUSH, Bundle, Outbox
+from .replica import BackplaneState, Replica
 
 log = structlog.get_logger("trio_broadcast.server.hub")
 
@@ -73,9 +65,6 @@ MAX_RESTARTS = 5  # broadcaster crashes tolerated within RESTART_WINDOW before t
 RESTART_WINDOW = 60.0  # seconds
 PASS_LOAD_FACTOR = 0.25  # after a long pass, the broadcaster pauses a quarter as long as it took
 LONG_PASS = 0.001  # seconds of CPU: a pass shorter than this is followed by no such pause
-BACKPLANE_STARTUP_TIMEOUT = 30.0  # seconds start-up waits for the backplane before failing
-REPORT_INTERVAL = 2.0  # seconds between two reports of this node's connection count
-REPORT_TTL = 3 * REPORT_INTERVAL  # seconds a node's count lasts unless reported again
 
 
 class State(enum.Enum):
@@ -122,15 +111,6 @@ class Subscription:
     welcome: str  # the encoded welcome frame
     replay: list[Outgoing]  # missed broadcasts to send before anything from the outbox
     recovery: Recovery | None  # the ``recovered`` frame, when the client asked to resume
-
-
-class BackplaneState(enum.Enum):
-    """Whether the backplane (``redis_url``) answers; ``NONE`` without one."""
-
-    NONE = "none"  # no backplane: one process, in memory
-    CONNECTING = "connecting"  # starting up
-    UP = "up"  # the reader's last call and every append since succeeded
-    DOWN = "down"  # unreachable: publishes are refused with backplane_unavailable
 
 
 Sequenced = tuple[Subscriber | None, Outgoing, Outgoing | None]  # author (if here), entry, ack
@@ -188,17 +168,17 @@ class Hub:
         self._messages_out = 0
         self._evictions = collections.Counter[str]()
         self._errors = collections.Counter[str]()
-        # With a backplane (see backplane.py): the log sequences, the reader fans out.
-        self._backplane = backplane
-        self.backplane_state = (
-            BackplaneState.NONE if backplane is None else BackplaneState.CONNECTING
-        )
-        self.node_id = secrets.token_hex(4)  # names this process in the log's entries
-        self._log_epoch: str | None = None  # the epoch of the log read, once read
-        self._last_id = "0-0"  # the newest log entry read
-        self._next_key = 0  # numbers this node's publishes, to match them when they come back
-        self._pending: dict[int, tuple[Subscriber, str | None]] = {}  # key -> author, its id
-        self.cluster_connections: int | None = None  # every node's, once known (backplane only)
+        # With a backplane: the shared log sequences, and the replica fans out what it reads.
+        self.replica = Replica(self, backplane) if backplane is not None else None
+
+    @property
+    def backplane_state(self) -> BackplaneState:
+        return BackplaneState.NONE if self.replica is None else self.replica.state
+
+    @property
+    def cluster_connections(self) -> int | None:
+        """Every node's connections, with a backplane, once known (else None)."""
+        return None if self.replica is None else self.replica.cluster_connections
 
     # -- connections ---------------------------------------------------------------------
 
@@ -259,7 +239,7 @@ class Hub:
         elif last is not None:
             replay, recovery = self._history.latest(last, self.seq, trio.current_time())
         self._subscribers[client_id] = subscriber
-        self._notify_clients_changed()
+        self.notify_changed()
         self._counters["connections_total"] += 1
         welcome = encode_welcome(
             client_id=client_id,
@@ -277,21 +257,22 @@ class Hub:
         """Forget a subscriber (idempotent, never blocks). Its outbox is closed."""
         if self._subscribers.get(subscriber.client_id) is subscriber:
             del self._subscribers[subscriber.client_id]
-            self._notify_clients_changed()
+            self.notify_changed()
         subscriber.state = State.CLOSED
         subscriber.outbox.close()
 
-    def _notify_clients_changed(self) -> None:
+    def notify_changed(self) -> None:
+        """Wake :meth:`wait_until`: a client came or went, or the backplane's state changed."""
         self._clients_changed.set()
         self._clients_changed = trio.Event()
 
     def session_opened(self) -> None:
         self.open_sessions += 1
-        self._notify_clients_changed()
+        self.notify_changed()
 
     def session_closed(self) -> None:
         self.open_sessions -= 1
-        self._notify_clients_changed()
+        self.notify_changed()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checking whenever a client comes or goes (or the
@@ -376,8 +357,8 @@ class Hub:
         ``RESTART_WINDOW`` seconds fail the hub: every connection is closed with 1011, ``/health``
         reports it, and the error is raised.
 
-        With a backplane, the broadcaster is the appender and the reader (see
-        :meth:`_run_backplane`), inside the backplane's connections; call
+        With a backplane, the broadcaster is the replica's appender and reader (see
+        :meth:`.Replica.run`), inside the backplane's connections; call
         :meth:`wait_for_backplane` first (``serve()`` does), or this waits for it too.
         """
         failure: Exception | None = None
@@ -385,13 +366,12 @@ class Hub:
             if self.settings.ping_interval is not None:
                 nursery.start_soon(self._ping_loop, self.settings.ping_interval)
             try:
-                if self._backplane is None:
+                if self.replica is None:
                     await self._supervise(self._broadcast_loop, task_status)
                 else:
-                    backplane = self._backplane
-                    async with backplane.open():
-                        await self._start_backplane(backplane)
-                        await self._supervise(partial(self._run_backplane, backplane), task_status)
+                    async with self.replica.backplane.open():
+                        await self.replica.start()
+                        await self._supervise(self.replica.run, task_status)
             except Exception as error:  # noqa: BLE001 - re-raised below, outside the nursery
                 failure = error
             finally:
@@ -453,27 +433,37 @@ class Hub:
             chars += len(accepted[-1][1].message)
         return accepted
 
-    async def _broadcast_loop(self) -> None:
-        """Broadcast what the intake holds, a bundle per wakeup.
+    async def next_intake(self) -> list[tuple[Subscriber, Publish]] | None:
+        """Wait for what clients publish; then take everything waiting, up to about a quarter of
+        an outbox's limits (message text counted for bytes). None once the intake is closed
+        (shutdown). A checkpoint.
 
-        A bundle takes everything queued, up to about a quarter of an outbox's limits (message
-        text counted for bytes): a burst larger than an outbox then goes out in several bundles
-        with a scheduling round between them, in which writers drain their outboxes, instead of
-        overflowing every outbox at once. After each pass the broadcaster pauses for
-        ``write_delay``, or after a pass longer than ``LONG_PASS``, a quarter as long as the pass
-        took (CPU time) if that is longer: under load, messages gather during the pause and the
-        next bundle carries more of them, so each write to a socket carries more frames instead
-        of the writing taking over the CPU.
+        A burst larger than an outbox so goes out in several bundles with a scheduling round
+        between them, in which writers drain their outboxes, instead of overflowing every
+        outbox at once.
         """
-        write_delay = self.settings.write_delay
-        async for first in self._intake_receive:
-            accepted = self._gather(first)
+        try:
+            first = await self._intake_receive.receive()
+        except trio.EndOfChannel:
+            return None
+        return self._gather(first)
+
+    async def pause_after_pass(self, busy: float) -> None:
+        """After a pass that took ``busy`` seconds of CPU: pause for ``write_delay``, or after
+        a pass longer than ``LONG_PASS``, a quarter as long as the pass took if that is longer.
+        Under load, messages gather during the pause and the next bundle carries more of them,
+        so each write to a socket carries more frames instead of the writing taking over the
+        CPU. Not a checkpoint when there is no pause."""
+        pause = max(self.settings.write_delay, PASS_LOAD_FACTOR * busy if busy > LONG_PASS else 0.0)
+        if pause > 0:
+            await trio.sleep(pause)
+
+    async def _broadcast_loop(self) -> None:
+        """Broadcast what the intake holds, a bundle and a pass per wakeup."""
+        while (accepted := await self.next_intake()) is not None:
             started = time.thread_time()  # CPU time: a pass the OS preempted is not "long"
             self._broadcast(accepted)
-            busy = time.thread_time() - started
-            pause = max(write_delay, PASS_LOAD_FACTOR * busy if busy > LONG_PASS else 0.0)
-            if pause > 0:
-                await trio.sleep(pause)
+            await self.pause_after_pass(time.thread_time() - started)
 
     def _broadcast(self, accepted: list[tuple[Subscriber, Publish]]) -> None:
         """Sequence and encode messages accepted together, keep them, and fan them out."""
@@ -491,9 +481,13 @@ class Hub:
                 continue
             ack = Outgoing.of(encode_ack(seq, timestamp, publish.id), now, seq)
             sequenced.append((sender, entry, ack))
-        if not sequenced:
-            return
-        self.seq += len(sequenced)
+        if sequenced:
+            self.seq += len(sequenced)
+            self.publish_sequenced(sequenced)
+
+    def publish_sequenced(self, sequenced: Sequence[Sequenced]) -> None:
+        """Keep broadcasts that have their seqs (up to ``self.seq``) in the history and fan
+        them out as one bundle, acks in place for their authors. Never blocks."""
         for _, entry, _ in sequenced:
             self._history.append(entry)
         self._counters["messages_in"] += len(sequenced)
@@ -583,7 +577,7 @@ class Hub:
         )
         self.disconnect(subscriber, SlowConsumerError("slow consumer: outbox overflowed"))
 
-    # -- with a backplane ----------------------------------------------------------------
+    # -- with a backplane ---------------------------------------------------------------
 
     async def wait_for_backplane(self) -> None:
         """Before serving: wait until the backplane answers (if there is one), and learn its
@@ -592,194 +586,25 @@ class Hub:
         Raises:
             BackplaneUnavailableError: no answer within ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
         """
-        if self._backplane is not None:
-            async with self._backplane.open():
-                await self._start_backplane(self._backplane)
+        if self.replica is not None:
+            async with self.replica.backplane.open():
+                await self.replica.start()
 
-    async def _start_backplane(self, backplane: Backplane) -> None:
-        """Learn the log's epoch and fill the history from it, retrying with backoff for up to
-        ``BACKPLANE_STARTUP_TIMEOUT`` seconds.
-
-        Raises:
-            BackplaneUnavailableError: the backplane did not answer in that time.
-        """
-        backoff = Backoff()
-        last = "no answer"
-        with trio.move_on_after(BACKPLANE_STARTUP_TIMEOUT):
-            while True:
-                try:
-                    await self._sync(backplane)
-                except BackplaneUnavailableError as error:
-                    log.warning("backplane_unavailable", error=str(error), during="start-up")
-                    last = str(error)
-                    await trio.sleep(backoff.next())
-                    continue
-                self._set_backplane_state(BackplaneState.UP)
-                return
-        raise BackplaneUnavailableError(
-            f"no Redis backplane within {BACKPLANE_STARTUP_TIMEOUT:g} s ({last})"
-        )
-
-    async def _sync(self, backplane: Backplane) -> None:
-        """After (re)connecting: if the log's epoch is not ours, Redis lost the log. Then every
-        client is closed with 1012 (to resume, and learn of the loss from the new epoch), and the
-        history is filled afresh from the log's newest entries."""
-        epoch = await backplane.ensure_epoch(secrets.token_hex(4))
-        if epoch == self._log_epoch:
-            return
-        newest = await backplane.newest(self.settings.history_size)
-        if self._log_epoch is not None:  # we had read another epoch's log: it is gone
-            log.warning("backplane_epoch_changed", old=self.epoch, new=epoch)
+    def restart_log(self, epoch: str, seq: int, entries: Sequence[Outgoing], *, lost: bool) -> None:
+        """Start from the shared log as it is now: its ``epoch``, its newest ``seq``, a history
+        of its newest ``entries``. When the log read before was ``lost``, every client is closed
+        with 1012, to resume and learn of the loss from the new epoch."""
+        if lost:
             for subscriber in list(self._subscribers.values()):
                 self.disconnect(
                     subscriber,
                     CloseConnection("history lost; resume", CloseCode.SERVICE_RESTART),
                 )
-            self._pending.clear()
-        self.epoch = self._log_epoch = epoch
+        self.epoch = epoch
+        self.seq = seq
         self._history = History(self.settings.history_size, self.settings.history_ttl)
-        now, unix_now = trio.current_time(), time.time()
-        for record in newest[-self.settings.history_size :] if self.settings.history_size else []:
-            entry = self._encode(record, now - record.age(unix_now))
+        for entry in entries:
             self._history.append(entry)
-        self.seq = newest[-1].seq if newest else 0
-        self._last_id = newest[-1].entry_id if newest else "0-0"
-
-    async def _run_backplane(self, backplane: Backplane) -> None:
-        """The appender (here), the reader and the reporter (tasks) until the intake closes
-        (shutdown)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_loop, backplane)
-            nursery.start_soon(self._report_loop, backplane)
-            await self._append_loop(backplane)
-            nursery.cancel_scope.cancel()
-
-    async def _append_loop(self, backplane: Backplane) -> None:
-        """Append what the intake holds to the log, a batch (one script call) per wakeup.
-
-        Batches are gathered as :meth:`_broadcast_loop` gathers bundles; what comes in while one
-        is on its way makes the next. A batch that cannot reach the log is refused: each author
-        whose publish is still waiting for its entry gets a ``backplane_unavailable`` error.
-        """
-        async for first in self._intake_receive:
-            accepted = self._gather(first)
-            requests = []
-            for sender, publish in accepted:
-                self._next_key += 1
-                self._pending[self._next_key] = (sender, publish.id)
-                requests.append(AppendRequest(self._next_key, sender.client_id, publish.message))
-            timestamp = format_timestamp(time.time())
-            try:
-                await backplane.append(secrets.token_hex(4), self.node_id, timestamp, requests)
-            except BackplaneUnavailableError as error:
-                self._backplane_down(error, "append")
-                for request in requests:
-                    # Gone already if the reader delivered it: Redis ran the script, the reply
-                    # was lost. Then the author had its ack, and gets no error.
-                    waiting = self._pending.pop(request.key, None)
-                    if waiting is not None:
-                        self._refuse_unavailable(*waiting)
-
-    async def _report_loop(self, backplane: Backplane) -> None:
-        """Every ``REPORT_INTERVAL`` seconds: report this node's connections, learn the
-        cluster's (every node's whose report is younger than ``REPORT_TTL``), and trim the log
-        by age."""
-        while True:
-            # On an error, the reader notices and reports it; the last count stands meanwhile.
-            with contextlib.suppress(BackplaneUnavailableError):
-                total = await backplane.report(self.node_id, len(self._subscribers), REPORT_TTL)
-                if total != self.cluster_connections:
-                    self.cluster_connections = total
-                    self._notify_clients_changed()  # wakes wait_until
-                await backplane.trim()
-            await trio.sleep(REPORT_INTERVAL)
-
-    def _refuse_unavailable(self, author: Subscriber, id_: str | None) -> None:
-        self._errors[ErrorCode.BACKPLANE_UNAVAILABLE] += 1
-        self.reply(
-            author,
-            encode_error(
-                ErrorCode.BACKPLANE_UNAVAILABLE,
-                "the backplane is unreachable; the message was not confirmed",
-                id_,
-            ),
-        )
-
-    def _backplane_down(self, error: BackplaneUnavailableError, during: str) -> None:
-        if self.backplane_state is not BackplaneState.DOWN:
-            log.warning("backplane_unavailable", error=str(error), during=during)
-            self._set_backplane_state(BackplaneState.DOWN)
-
-    def _set_backplane_state(self, state: BackplaneState) -> None:
-        self.backplane_state = state
-        self._notify_clients_changed()  # wakes wait_until
-
-    async def _read_loop(self, backplane: Backplane) -> None:
-        """Read the log from the last entry read and fan each batch out; after an error, try
-        again with backoff (first checking that the log is still the one we read)."""
-        count = max(1, self.settings.outbox_messages // 4)
-        write_delay = self.settings.write_delay
-        backoff = Backoff()
-        synced = True
-        while True:
-            try:
-                if not synced:
-                    await self._sync(backplane)
-                    synced = True
-                records = await backplane.read(self._last_id, count)
-            except BackplaneUnavailableError as error:
-                self._backplane_down(error, "read")
-                synced = False
-                await trio.sleep(backoff.next())
-                continue
-            backoff.reset()
-            if self.backplane_state is not BackplaneState.UP:
-                log.info("backplane_available")
-                self._set_backplane_state(BackplaneState.UP)
-            if not records:
-                continue
-            started = time.thread_time()
-            self._deliver(records)
-            busy = time.thread_time() - started
-            pause = max(write_delay, PASS_LOAD_FACTOR * busy if busy > LONG_PASS else 0.0)
-            if pause > 0:
-                await trio.sleep(pause)
-
-    def _encode(self, record: Record, created: float) -> Outgoing:
-        return Outgoing.of(
-            encode_message(record.seq, record.message, record.timestamp, record.sender),
-            created,
-            record.seq,
-        )
-
-    def _deliver(self, records: Sequence[Record]) -> None:
-        """Keep and fan out entries read from the log; a local author gets its ack in place of
-        its own message. Never blocks, never awaits."""
-        now = trio.current_time()
-        sequenced: list[Sequenced] = []
-        for record in records:
-            self._last_id = record.entry_id
-            if record.seq <= self.seq:  # read already (the history was filled past it)
-                continue
-            if record.seq != self.seq + 1:
-                log.warning("backplane_gap", after=self.seq, next=record.seq)
-            self.seq = record.seq
-            entry = self._encode(record, now)
-            author = ack = None
-            if record.node == self.node_id:
-                waiting = self._pending.pop(record.key, None)
-                if waiting is not None:
-                    author = waiting[0]
-                    ack = Outgoing.of(
-                        encode_ack(record.seq, record.timestamp, waiting[1]), now, record.seq
-                    )
-            sequenced.append((author, entry, ack))
-        if not sequenced:
-            return
-        for _, entry, _ in sequenced:
-            self._history.append(entry)
-        self._counters["messages_in"] += len(sequenced)
-        self._fan_out(Bundle([entry for _, entry, _ in sequenced]), sequenced)
 
     # -- introspection -------------------------------------------------------------------
 

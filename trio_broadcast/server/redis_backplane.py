@@ -29,6 +29,7 @@ from .backplane import (
     TRIM_SCRIPT,
     AppendRequest,
     Keys,
+    ReadTo,
     Record,
     append_args,
 )
@@ -104,10 +105,11 @@ class RedisBackplane:
                 self._reader = self._writer = self._append = self._ensure = None
                 self._report = self._trim = None
 
-    async def ensure_epoch(self, candidate: str) -> str:
+    async def ensure_epoch(self, candidate: str, read_to: ReadTo) -> str:
         assert self._ensure is not None, "use inside open()"
+        args = [candidate, *read_to.args()]
         with _unavailable("ensure epoch"):
-            epoch: object = await self._ensure(keys=self.keys.all(), args=[candidate])
+            epoch: object = await self._ensure(keys=self.keys.all(), args=args)
         return _text(epoch) if isinstance(epoch, str | bytes) else str(epoch)
 
     async def newest(self, count: int) -> list[Record]:
@@ -130,23 +132,33 @@ class RedisBackplane:
         return [_record(entry) for entry in entries]
 
     async def append(
-        self, candidate_epoch: str, node: str, timestamp: str, requests: Sequence[AppendRequest]
+        self,
+        candidate_epoch: str,
+        read_to: ReadTo,
+        node: str,
+        timestamp: str,
+        requests: Sequence[AppendRequest],
     ) -> str:
         assert self._append is not None, "use inside open()"
         mark = self.max_age is not None
-        args = append_args(candidate_epoch, self.max_length, mark, node, timestamp, requests)
+        args = append_args(
+            candidate_epoch, read_to, self.max_length, mark, node, timestamp, requests
+        )
         with _unavailable("append"):
             reply: object = await self._append(keys=self.keys.all(), args=args)
         if not isinstance(reply, list | tuple) or not isinstance(reply[0], str | bytes):
             raise BackplaneUnavailableError(f"append: unexpected reply {reply!r}")
         return _text(reply[0])
 
-    async def report(self, node: str, connections: int, ttl: float) -> int:
+    async def report(self, node: str, connections: int, ttl: float) -> tuple[int, str | None]:
         assert self._report is not None, "use inside open()"
         args: list[str | int] = [node, connections, int(ttl * 1000), self.keys.node_prefix]
         with _unavailable("report"):
-            total: object = await self._report(keys=[self.keys.nodes], args=args)
-        return int(total) if isinstance(total, int | str | bytes) else 0
+            reply: object = await self._report(keys=[self.keys.nodes, self.keys.epoch], args=args)
+        if not isinstance(reply, list | tuple) or not isinstance(reply[0], int | str | bytes):
+            raise BackplaneUnavailableError(f"report: unexpected reply {reply!r}")
+        epoch = reply[1] if len(reply) > 1 and isinstance(reply[1], str | bytes) else None
+        return int(reply[0]), None if epoch is None else _text(epoch)
 
     async def trim(self) -> int:
         if self.max_age is None:

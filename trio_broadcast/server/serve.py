@@ -163,7 +163,7 @@ async def serve(
         OSError: the address cannot be bound, or the certificate or key cannot be loaded
             (``ssl.SSLError``, ``FileNotFoundError``).
         BackplaneUnavailableError: ``redis_url`` is set and Redis did not answer within
-            ``hub.BACKPLANE_STARTUP_TIMEOUT`` seconds.
+            ``replica.BACKPLANE_STARTUP_TIMEOUT`` seconds.
     """
     app = app if app is not None else create_app(settings)
     config = hypercorn_config(settings)
