@@ -259,6 +259,8 @@ async def test_every_server_counts_the_clusters_connections_and_a_gone_one_drops
                 metrics = (await http.get("/metrics")).text
             assert (health["connections"], health["cluster_connections"]) == (2, 3)
             assert status["cluster_connections"] == 3
+            assert first.app.hub.replica is not None
+            assert status["node"] == first.app.hub.replica.node_id
             assert "trio_broadcast_cluster_connections 3.0" in metrics
             async with connect(second.ws_url) as fourth_client:
                 welcome = await receive_type(fourth_client, "welcome")

@@ -53,6 +53,11 @@ async def test_status_counts_messages_in_and_out(
     assert status["errors"] == {"invalid_json": 1}
     assert status["evictions"] == {}
     assert status["epoch"] == server.app.hub.epoch
+    assert (status["backplane"], status["cluster_connections"], status["node"]) == (
+        "none",
+        None,
+        None,
+    )
 
 
 async def test_metrics_exposes_prometheus_text(

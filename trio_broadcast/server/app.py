@@ -130,6 +130,8 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
             "broadcaster_restarts": stats.restarts,
             "backplane": stats.backplane,
             "cluster_connections": stats.cluster_connections,
+            # With a backplane: this process's name in the log (its entries' ``n`` field).
+            "node": None if app.hub.replica is None else app.hub.replica.node_id,
             "limits": settings.limits(),
         }
 
