@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 from conftest import RunningServer
-from redis_server import RedisServer, open_redis_server
+from redis_server import RedisServer, open_redis_cluster, open_redis_server
 from support import (
     JSON,
     connect,
@@ -311,3 +311,29 @@ async def test_a_log_behind_what_a_node_read_starts_a_new_epoch(redis: RedisServ
         assert await backplane.append("e5", ReadTo("e1", 99), "n", "t", requests[:1]) == "e4"
         assert [record.seq for record in await backplane.newest(10)] == [1]
         assert (await backplane.report("n", 0, 6.0))[1] == "e4"
+
+
+async def test_servers_on_a_redis_cluster(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    """Three masters; the log's slot is not on the node the URL names, so the client must
+    find it."""
+    async with AsyncExitStack() as stack:
+        cluster = await stack.enter_async_context(open_redis_cluster(tmp_path))
+        assert await cluster.owner("trio-broadcast:{log}:stream") != 0
+        a, b = await start_servers(stack, server_factory, 2, cluster.url, redis_cluster=True)
+        publisher = await stack.enter_async_context(connect(a.ws_url))
+        listener = await stack.enter_async_context(connect(b.ws_url))
+        welcome = await receive_type(listener, "welcome")
+        await receive_type(publisher, "welcome")
+        for number in range(5):
+            await publish(publisher, f"m{number}")
+        acks = [await receive_type(publisher, "ack") for _ in range(5)]
+        seen = [await receive_type(listener, "message") for _ in range(5)]
+        assert [ack["seq"] for ack in acks] == [frame["seq"] for frame in seen] == [1, 2, 3, 4, 5]
+        async with connect(a.ws_url + f"?since=2&epoch={welcome['epoch']}") as resumed:
+            await receive_type(resumed, "welcome")
+            replay = [await receive_type(resumed, "message") for _ in range(3)]
+            recovered = await receive_type(resumed, "recovered")
+        assert [frame["message"] for frame in replay] == ["m2", "m3", "m4"]
+        assert recovered["complete"] is True

@@ -96,3 +96,17 @@ def test_redis_url_from_the_environment() -> None:
     settings = Settings.from_env({"TRIO_BROADCAST_REDIS_URL": "redis://r:6379"})
     assert settings.redis_url == "redis://r:6379"
     assert settings.redis_prefix == "trio-broadcast:"
+
+
+@pytest.mark.parametrize("url", [None, "unix:///run/redis.sock"])
+def test_a_redis_cluster_needs_a_tcp_url(url: str | None) -> None:
+    with pytest.raises(ConfigError, match="redis_cluster needs a redis:// or rediss://"):
+        Settings(redis_url=url, redis_cluster=True)
+
+
+def test_a_redis_cluster_from_the_environment() -> None:
+    environment = {
+        "TRIO_BROADCAST_REDIS_URL": "rediss://r:6379",
+        "TRIO_BROADCAST_REDIS_CLUSTER": "1",
+    }
+    assert Settings.from_env(environment).redis_cluster is True

@@ -71,7 +71,11 @@ def create_app(settings: Settings | None = None) -> BroadcastApp:
         ttl = settings.history_ttl
         age = None if ttl is None else max(ttl, MIN_STREAM_AGE)
         backplane = RedisBackplane(
-            settings.redis_url, settings.redis_prefix, max_length=length, max_age=age
+            settings.redis_url,
+            settings.redis_prefix,
+            max_length=length,
+            max_age=age,
+            cluster=settings.redis_cluster,
         )
     app.hub = Hub(settings, server_name=f"trio-broadcast/{__version__}", backplane=backplane)
     app.metrics = Metrics(app.hub)

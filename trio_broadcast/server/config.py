@@ -237,6 +237,13 @@ class Settings:
         default="trio-broadcast:",
         metadata=_help("prefix of the backplane's Redis keys, so deployments can share a Redis"),
     )
+    redis_cluster: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "redis_url names a node of a Redis Cluster (redis:// or rediss://): the client "
+            "finds the others, and follows the log's slot when it moves"
+        ),
+    )
     workers: int = attrs.field(
         default=1,
         validator=_positive,
@@ -249,6 +256,8 @@ class Settings:
     def __attrs_post_init__(self) -> None:
         if self.keyfile is not None and self.certfile is None:
             raise ConfigError("keyfile needs certfile")
+        if self.redis_cluster and not (self.redis_url or "").startswith(("redis://", "rediss://")):
+            raise ConfigError("redis_cluster needs a redis:// or rediss:// redis_url")
         if self.workers > 1 and self.redis_url is None:
             raise ConfigError(
                 f"workers={self.workers} needs redis_url: without a shared backplane each "

@@ -13,10 +13,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import coredis
 from coredis.commands.script import Script
+from coredis.connection import TCPLocation
 from coredis.exceptions import RedisError
 from coredis.response.types import StreamEntry
 from coredis.retry import NoRetryPolicy
@@ -37,6 +40,7 @@ from .backplane import (
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection to Redis
 COMMAND_TIMEOUT = 10.0  # seconds Redis has to answer a command (longer than READ_BLOCK)
 READ_BLOCK = 2.0  # seconds one XREAD waits for new entries before it returns none
+DEFAULT_PORT = 6379
 
 
 # What a coredis connection's anyio stream may raise when Redis goes away mid-command (coredis
@@ -65,27 +69,44 @@ def _record(entry: StreamEntry) -> Record:
 class RedisBackplane:
     """The log as one Redis Stream (see :mod:`.backplane` for the keys and scripts)."""
 
-    def __init__(self, url: str, prefix: str, *, max_length: int, max_age: float | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        max_length: int,
+        max_age: float | None,
+        cluster: bool = False,
+    ) -> None:
         self.url = url  # redis://, rediss:// or unix://
+        self.cluster = cluster  # ``url`` names a node of a Redis Cluster
         self.keys = Keys(prefix)
         self.max_length = max_length  # the stream is trimmed to about this many entries
         self.max_age = max_age  # seconds; :meth:`trim` drops older entries (None: never)
-        self._reader: coredis.Redis[str] | None = None
-        self._writer: coredis.Redis[str] | None = None
+        self._reader: coredis.Redis[str] | coredis.RedisCluster[str] | None = None
+        self._writer: coredis.Redis[str] | coredis.RedisCluster[str] | None = None
         self._append: Script[str] | None = None
         self._ensure: Script[str] | None = None
         self._report: Script[str] | None = None
         self._trim: Script[str] | None = None
 
-    def _client(self) -> coredis.Redis[str]:
-        return coredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            connect_timeout=CONNECT_TIMEOUT,
-            stream_timeout=COMMAND_TIMEOUT,
+    def _client(self) -> coredis.Redis[str] | coredis.RedisCluster[str]:
+        options: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            "stream_timeout": COMMAND_TIMEOUT,
             # No retries inside coredis: an append retried after its reply was lost would run
             # twice (two seqs for one publish). The hub decides what a failure means.
-            retry_policy=NoRetryPolicy(),
+            "retry_policy": NoRetryPolicy(),
+        }
+        if not self.cluster:
+            return coredis.Redis.from_url(self.url, decode_responses=True, **options)
+        # Every key shares one hash tag, so in a cluster each script runs on the one node that
+        # holds the log's slot; the cluster client finds it from the node the URL names (given
+        # as a TCPLocation: coredis 6.9's from_url would pass it in a deprecated form).
+        url = urlsplit(self.url)
+        start = TCPLocation(url.hostname or "localhost", url.port or DEFAULT_PORT)
+        return coredis.RedisCluster.from_url(
+            self.url, decode_responses=True, startup_nodes=[start], **options
         )
 
     @asynccontextmanager
