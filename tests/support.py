@@ -12,13 +12,14 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 import trio
 from protocol_schema import check_server_frame
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from trio_broadcast.client.session import Client, Event
 from trio_broadcast.wire.frames import frame_header, upgrade_request
 
 JSON = dict[str, Any]
@@ -249,3 +250,17 @@ async def server_process(*args: str, log_level: str = "info") -> AsyncIterator[S
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+E = TypeVar("E", bound=Event)
+
+
+async def next_of(client: Client, kind: type[E], seen: list[Event] | None = None) -> E:
+    """The client library's next event of ``kind``; the ones skipped on the way are appended
+    to ``seen``."""
+    async for event in client:
+        if isinstance(event, kind):
+            return event
+        if seen is not None:
+            seen.append(event)
+    raise AssertionError(f"the client stopped before a {kind.__name__}")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
 from conftest import RunningServer
+from support import next_of
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from trio_broadcast.client.session import (
@@ -36,8 +37,6 @@ from trio_broadcast.client.session import (
 
 TIMEOUT = 10  # seconds for a whole test
 FAST = ReconnectPolicy(initial=0.02, cap=0.1, stable_after=60.0)  # quick, deterministic enough
-
-E = TypeVar("E", bound=Event)
 
 
 class Proxy:
@@ -120,16 +119,6 @@ async def proxy_to(server: RunningServer) -> AsyncIterator[Proxy]:
         await nursery.start(proxy.run)
         yield proxy
         nursery.cancel_scope.cancel()
-
-
-async def next_of(client: Client, kind: type[E], seen: list[Event] | None = None) -> E:
-    """The next event of ``kind``; the ones skipped on the way are appended to ``seen``."""
-    async for event in client:
-        if isinstance(event, kind):
-            return event
-        if seen is not None:
-            seen.append(event)
-    raise AssertionError(f"the client stopped before a {kind.__name__}")
 
 
 async def messages_until(client: Client, last_text: str, seen: list[Event]) -> list[Message]:

@@ -4,18 +4,14 @@ is trusted), and broadcasts reach clients on both sides of it."""
 
 from __future__ import annotations
 
-import shutil
-import signal
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import pytest
 import structlog
 import trio
 from conftest import RunningServer
+from nginx_server import open_nginx
 from support import connect, publish, receive_type
 
 PROXY_SOURCE = "127.0.0.2"  # nginx connects to the server from here (`proxy_bind`)
@@ -61,83 +57,13 @@ http {{
 """
 
 
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        pytest.skip("needs nginx (scripts/system-deps.sh installs it)")
-    return found
-
-
-def free_port() -> int:
-    """A port nothing listens on now (nginx cannot be handed a socket; a clash is retried)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class NginxLog:
-    """nginx's error log on its stderr, read as it comes: ``ready`` is set once the workers
-    start (the listening sockets are bound by then), ``ended`` at exit."""
-
-    def __init__(self) -> None:
-        self.text = ""  # everything logged so far
-        self.ready = trio.Event()
-        self.ended = trio.Event()
-
-    async def read(self, stream: trio.abc.ReceiveStream) -> None:
-        try:
-            async for chunk in stream:
-                self.text += bytes(chunk).decode(errors="replace")
-                if "start worker process" in self.text:
-                    self.ready.set()
-        finally:
-            self.ended.set()
-            self.ready.set()
-
-
-async def stop(process: trio.Process) -> None:
-    """Stop nginx (fast shutdown: it closes every connection), even if the test is cancelled."""
-    with trio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(10):
-                await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-@asynccontextmanager
-async def run_nginx(upstream: int, directory: Path) -> AsyncIterator[int]:
+def run_nginx(upstream: int, directory: Path) -> AbstractAsyncContextManager[int]:
     """nginx in the foreground, proxying 127.0.0.1:PORT to ``upstream``; stopped on exit."""
-    binary = nginx_binary()
-    for _attempt in range(3):
-        port = free_port()
-        conf = directory / "nginx.conf"
-        conf.write_text(
-            NGINX_CONF.format(dir=directory, upstream=upstream, port=port, source=PROXY_SOURCE)
-        )
-        process = await trio.lowlevel.open_process(
-            [binary, "-p", str(directory), "-e", "stderr", "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        log = NginxLog()
-        async with trio.open_nursery() as nursery:
-            assert process.stderr is not None
-            nursery.start_soon(log.read, process.stderr)  # ends when nginx has exited
-            try:
-                with trio.fail_after(10):
-                    await log.ready.wait()
-                if not log.ended.is_set():
-                    yield port
-                    return
-            finally:
-                await stop(process)
-        if "Address already in use" not in log.text:
-            raise AssertionError(f"nginx did not start:\n{log.text}")
-    raise AssertionError("no free port for nginx after 3 attempts")
+
+    def configure(port: int) -> str:
+        return NGINX_CONF.format(dir=directory, upstream=upstream, port=port, source=PROXY_SOURCE)
+
+    return open_nginx(configure, directory)
 
 
 async def test_websocket_through_nginx_with_the_forwarded_address(

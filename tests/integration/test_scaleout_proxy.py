@@ -12,7 +12,6 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TypeVar
 
 import attrs
 import httpx
@@ -24,6 +23,7 @@ from support import (
     JSON,
     ServerProcess,
     connect,
+    next_of,
     publish,
     read_until_closed,
     receive_type,
@@ -54,8 +54,6 @@ PROXY_ADDRESS = "127.0.0.1"  # where nginx connects to the servers from: their t
 CLIENT_ADDRESS = "127.0.0.3"  # a client's own address, for the servers to log
 FAST = ReconnectPolicy(initial=0.02, cap=0.1, stable_after=60.0)
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-
-E = TypeVar("E", bound=Event)
 
 
 def local_config(port: int, directory: Path, upstreams: Sequence[int]) -> str:
@@ -210,7 +208,7 @@ async def test_a_server_stopped_with_sigterm_hands_its_clients_to_the_other_with
         placed: list[int] = []
         for _ in range(3):
             client = await stack.enter_async_context(open_client(cluster.ws_url, policy=FAST))
-            connected = await first_of(client, Connected)
+            connected = await next_of(client, Connected)
             clients.append(client)
             placed.append(cluster.replica_of(connected.client_id))
         victims = [client for client, at in zip(clients, placed, strict=True) if at == stopped]
@@ -223,14 +221,14 @@ async def test_a_server_stopped_with_sigterm_hands_its_clients_to_the_other_with
         before = await publisher.publish("before")
         assert (await receive_type(raw, "message"))["seq"] == before.seq
         for victim in victims:
-            assert (await first_of(victim, Message)).seq == before.seq
+            assert (await next_of(victim, Message)).seq == before.seq
 
         server = cluster.replicas[stopped]
         server.process.send_signal(signal.SIGTERM)
         assert await read_until_closed(raw) == ([], 1001)
         seen: dict[int, list[Event]] = {id(victim): [] for victim in victims}
         for victim in victims:
-            dropped = await first_of(victim, Disconnected, seen[id(victim)])
+            dropped = await next_of(victim, Disconnected, seen[id(victim)])
             assert dropped.code == 1001
         assert await server.process.wait() == 0
 
@@ -266,13 +264,3 @@ async def test_a_server_stopped_with_sigterm_hands_its_clients_to_the_other_with
         async with httpx.AsyncClient() as http:
             health = (await http.get(cluster.replicas[other].url + "/health")).json()
         assert health["connections"] == len(clients)  # every library client, now on one server
-
-
-async def first_of(client: Client, kind: type[E], seen: list[Event] | None = None) -> E:
-    """The next event of ``kind``; the ones skipped on the way go to ``seen``."""
-    async for event in client:
-        if isinstance(event, kind):
-            return event
-        if seen is not None:
-            seen.append(event)
-    raise AssertionError(f"the client stopped before a {kind.__name__}")
