@@ -65,6 +65,7 @@ async def test_wheel_built_from_a_clean_clone_carries_the_ui(tmp_path: Path) -> 
         assert f"trio_broadcast/static/{asset}" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert "trio_broadcast/wire/asyncapi.json" in names
+    assert "trio_broadcast/bench/loadgen.c" in names  # bench --driver c compiles it
     assert metadata["License-Expression"] == "MIT"
     assert "Framework :: Trio" in metadata.get_all("Classifier", [])
     assert metadata.get_all("Project-URL")

@@ -3,21 +3,28 @@ subscribers count."""
 
 from __future__ import annotations
 
+import queue
 import struct
 
+import attrs
+import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_broadcast.bench.loadgen import LoadgenError, result_from_mapping, spec_line
 from trio_broadcast.bench.run import (
     FRAME_KEY_CHARS,
     RawWebSocket,
+    WorkerResult,
     WorkerSpec,
+    _Progress,
     _Subscriber,
+    _wait_for,
     _Worker,
 )
 from trio_broadcast.histogram import bucket_floor, bucket_of, count_at_most, percentile
-from trio_broadcast.wire.frames import frame_header
+from trio_broadcast.wire.frames import frame_header, upgrade_request
 from trio_broadcast.wire.protocol import encode_batch, encode_message
 
 
@@ -180,3 +187,94 @@ def test_cumulative_counts_are_exact_up_to_a_bound_and_within_a_bucket_above() -
     assert count_at_most(counts, 998) == 1  # 999's bucket (996-999) straddles 998
     assert count_at_most(counts, 995) == 0
     assert count_at_most(counts, 10**6) == 5
+
+
+# -- the C driver's adapter (loadgen.py): what goes to a loadgen process and what comes back --
+
+
+def test_a_loadgen_gets_its_share_the_resolved_address_and_the_python_upgrade_request() -> None:
+    spec = attrs.evolve(
+        make_worker().spec, url="ws://localhost:8123/ws/events?batch=1", publishers=[1, 3]
+    )
+    line = spec_line(spec)
+    assert line["address"] in ("127.0.0.1", "::1")
+    assert line["port"] == 8123
+    # The same request as the Python bench's, but for its random key.
+    expected = upgrade_request("localhost:8123", "/ws/events?batch=1", key="KEY")
+    sent = line["request"].encode()
+    key_line = next(h for h in sent.split(b"\r\n") if h.startswith(b"Sec-WebSocket-Key: "))
+    assert sent.replace(key_line, b"Sec-WebSocket-Key: KEY") == expected
+    assert (line["run_id"], line["publishers"], line["rate"]) == ("run1", [1, 3], None)
+
+
+def test_a_loadgen_refuses_tls() -> None:
+    spec = attrs.evolve(make_worker().spec, url="wss://127.0.0.1:8123/ws/events")
+    with pytest.raises(LoadgenError, match="ws:// only"):
+        spec_line(spec)
+
+
+def test_a_loadgen_result_line_becomes_the_result_a_python_worker_sends() -> None:
+    line = {
+        "connect_ms": [1.5, 2.25],
+        "connect_wall_s": 0.01,
+        "connect_failed": 1,
+        "sent": 10,
+        "acked": 9,
+        "expected_messages": 9,
+        "first_seq": 4,
+        "last_seq": 12,
+        "delivered": 18,
+        "frames": 20,
+        "events": 20,
+        "gaps": 1,
+        "missing": 2,
+        "duplicates": 3,
+        "evicted": 0,
+        "stalled_evicted": 1,
+        "stalled_dropped": 0,
+        "closes": {"1006": 2},
+        "errors": {"connect: OSError": 1},
+        "latency": {"300": 17, "12": 1},
+        "last_receive_ns": 123,
+        "publish_lag_ms": 0.5,
+        "cpu_s": 0.25,
+    }
+    result = result_from_mapping(2, line)
+    assert result == WorkerResult(
+        index=2,
+        connect_ms=[1.5, 2.25],
+        connect_wall_s=0.01,
+        connect_failed=1,
+        sent=10,
+        acked=9,
+        expected_messages=9,
+        first_seq=4,
+        last_seq=12,
+        delivered=18,
+        frames=20,
+        events=20,
+        gaps=1,
+        missing=2,
+        duplicates=3,
+        stalled_evicted=1,
+        closes={1006: 2},
+        errors={"connect: OSError": 1},
+        latency={300: 17, 12: 1},
+        last_receive_ns=123,
+        publish_lag_ms=0.5,
+        cpu_s=0.25,
+    )
+    assert result_from_mapping(0, {**line, "first_seq": None, "last_seq": None}).last_seq is None
+
+
+def test_a_worker_that_ended_early_stands_in_for_every_later_message() -> None:
+    out: queue.Queue[tuple[str, int, object]] = queue.Queue()
+    results: dict[int, WorkerResult] = {}
+    progress = _Progress(quiet=True, workers=2)
+    out.put(("connected", 0, {"connected": 3, "wall_s": 0.1}))
+    out.put(("result", 1, WorkerResult(index=1, errors={"worker crashed: exit 1": 1})))
+    connected = _wait_for(out, "connected", 2, progress, results, timeout=5)
+    assert len(connected) == 2
+    out.put(("published", 0, {"last_seq": 7, "complete_until": None, "acked": 7}))
+    published = _wait_for(out, "published", 2, progress, results, timeout=5)  # no hang
+    assert sorted(p["acked"] for p in published) == [0, 7]

@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("-w", "--workers", type=_count, default=None, help="worker processes")
     parser.add_argument(
+        "--driver",
+        choices=["python", "c"],
+        default="python",
+        help="what the workers are: Python processes, or the C load generator (bench/loadgen.c, "
+        "compiled with cc -O2 on first use; ws:// only, Linux)",
+    )
+    parser.add_argument(
         "--no-batch", action="store_true", help="one message per frame (the plain figure)"
     )
     parser.add_argument(

@@ -1038,6 +1038,15 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("trio-broadcast bench: --duration must be positive", file=sys.stderr)
         return 2
+    loadgen: Path | None = None
+    if args.driver == "c":  # built before a server is spawned: a missing compiler fails fast
+        from .loadgen import LoadgenError, build_loadgen
+
+        try:
+            loadgen = build_loadgen()
+        except LoadgenError as error:
+            print(f"trio-broadcast bench: {error}", file=sys.stderr)
+            return 1
     server: SpawnedServer | None = None
     try:
         if args.spawn:
@@ -1062,8 +1071,15 @@ def run_bench(args: argparse.Namespace) -> int:
         except InvalidURLError as error:
             print(f"trio-broadcast bench: {error}", file=sys.stderr)
             return 2
+        if loadgen is not None and not endpoint.startswith("ws://"):
+            print(
+                "trio-broadcast bench: --driver c speaks ws:// only (no TLS); "
+                "use --driver python for wss://",
+                file=sys.stderr,
+            )
+            return 2
         pid = server.pid if server is not None else args.server_pid
-        report = _coordinate(args, endpoint, pid)
+        report = _coordinate(args, endpoint, pid, loadgen)
         report["config"]["spawned"] = server is not None
         return _print_report(args, report)  # before stopping the server: that can take a while
     except KeyboardInterrupt:
@@ -1092,7 +1108,11 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any]) -> int:
     return 0
 
 
-def _coordinate(args: argparse.Namespace, url: str, server_pid: int | None) -> dict[str, Any]:
+def _coordinate(
+    args: argparse.Namespace, url: str, server_pid: int | None, loadgen: Path | None = None
+) -> dict[str, Any]:
+    """One run over W workers: Python processes, or with ``loadgen`` (``--driver c``) that
+    binary's processes, driven through :class:`.loadgen.LoadgenWorker` the same way."""
     workers = args.workers or _default_workers(args.spawn)
     workers = max(1, min(workers, args.subscribers + args.publishers + args.stalled or 1))
     publishers_per_worker: list[list[int]] = [[] for _ in range(workers)]
@@ -1123,11 +1143,19 @@ def _coordinate(args: argparse.Namespace, url: str, server_pid: int | None) -> d
     progress = _Progress(quiet=args.quiet, workers=workers)
     context = multiprocessing.get_context("spawn")
     out: Any = context.Queue()
-    pipes = [context.Pipe() for _ in specs]
-    processes = [
-        context.Process(target=_worker_main, args=(spec, child, out), daemon=True)
-        for spec, (_, child) in zip(specs, pipes, strict=True)
-    ]
+    pipes: list[tuple[Any, Any]]
+    processes: list[Any]
+    if loadgen is not None:
+        from .loadgen import LoadgenWorker
+
+        processes = [LoadgenWorker(loadgen, spec, out) for spec in specs]
+        pipes = [(process, None) for process in processes]  # it takes the commands itself
+    else:
+        pipes = [context.Pipe() for _ in specs]
+        processes = [
+            context.Process(target=_worker_main, args=(spec, child, out), daemon=True)
+            for spec, (_, child) in zip(specs, pipes, strict=True)
+        ]
     rss_idle = process_rss_bytes(server_pid) if server_pid else None
     for process in processes:
         process.start()
@@ -1197,8 +1225,12 @@ def _wait_for(
     results: dict[int, WorkerResult],
     timeout: float | None,
 ) -> list[dict[str, Any]]:
-    """Collect one ``kind`` message per worker, printing progress meanwhile."""
-    got: dict[int, Any] = dict(results) if kind == "result" else {}
+    """Collect one ``kind`` message per worker, printing progress meanwhile. A worker that
+    has ended (its result is in) stands in with what it measured, now and in later waits."""
+    if kind == "result":
+        got: dict[int, Any] = dict(results)
+    else:
+        got = {index: _stand_in(result) for index, result in results.items()}
     deadline = None if timeout is None else time.monotonic() + timeout
     while len(got) < workers:
         if deadline is not None and time.monotonic() > deadline:
@@ -1215,11 +1247,16 @@ def _wait_for(
             if kind == "result":
                 got[index] = payload
             elif index not in got:  # a worker that ended early (e.g. could not connect)
-                got[index] = {"last_seq": payload.last_seq, "acked": payload.acked}
+                got[index] = _stand_in(payload)
         elif message_kind == kind:
             got[index] = payload
         progress.tick()
     return list(got.values())
+
+
+def _stand_in(result: WorkerResult) -> dict[str, Any]:
+    """What an ended worker answers for any message the coordinator waits for."""
+    return {"last_seq": result.last_seq, "acked": result.acked}
 
 
 class _Progress:
@@ -1334,6 +1371,7 @@ def _aggregate(
             "size": args.size,
             "batch": not args.no_batch,
             "workers": workers,
+            "driver": args.driver,
         },
         "connect": {
             "connections": connections,
@@ -1436,7 +1474,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"trio-broadcast bench: {c['subscribers']} subscribers, {c['publishers']} publishers, "
         f"{c['stalled']} stalled; rate {rate}; {c['duration_s']:g} s; {c['size']} chars; "
-        f"batch {'on' if c['batch'] else 'off'}; {c['workers']} workers",
+        f"batch {'on' if c['batch'] else 'off'}; {c['workers']} workers ({c['driver']} driver)",
         "",
     ]
 
