@@ -3,8 +3,13 @@ subscribers count."""
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import struct
+import subprocess
+import sys
+import time
 
 import attrs
 import pytest
@@ -18,10 +23,13 @@ from trio_broadcast.bench.run import (
     RawWebSocket,
     WorkerResult,
     WorkerSpec,
+    _process_tree,
     _Progress,
     _Subscriber,
     _wait_for,
     _Worker,
+    process_cpu_seconds,
+    process_rss_bytes,
 )
 from trio_broadcast.histogram import bucket_floor, bucket_of, count_at_most, percentile
 from trio_broadcast.wire.frames import frame_header, upgrade_request
@@ -278,3 +286,27 @@ def test_a_worker_that_ended_early_stands_in_for_every_later_message() -> None:
     out.put(("published", 0, {"last_seq": 7, "complete_until": None, "acked": 7}))
     published = _wait_for(out, "published", 2, progress, results, timeout=5)  # no hang
     assert sorted(p["acked"] for p in published) == [0, 7]
+
+
+def test_a_servers_cpu_and_memory_include_its_workers() -> None:
+    """``serve --workers N`` runs its workers as children: the server's figures are the tree's."""
+    sleep = "import time; time.sleep(30)"
+    script = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {sleep!r}]); {sleep}"
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while len(tree := _process_tree(parent.pid)) < 2:  # the child is being started
+            assert time.monotonic() < deadline, tree
+            time.sleep(0.01)
+        child = tree[1]
+        parent_rss, child_rss = process_rss_bytes(parent.pid), process_rss_bytes(child)
+        assert parent_rss is not None
+        assert child_rss is not None
+        assert parent_rss > child_rss > 0  # the parent's figure holds the child's
+        cpu = process_cpu_seconds(parent.pid)
+        assert cpu is not None
+        assert cpu >= (process_cpu_seconds(child) or 0.0)
+    finally:
+        for pid in _process_tree(parent.pid)[::-1]:
+            os.kill(pid, signal.SIGKILL)
+        parent.wait()

@@ -957,27 +957,60 @@ def _ws_module_dir() -> Path:
     raise RuntimeError("the reference peer needs the npm package ws: run `npm ci` in frontend/")
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, from /proc (Linux); None elsewhere."""
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's workers), from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+        entries = os.listdir("/proc")
     except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+        return [pid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and the processes below it (``serve --workers N``
+    runs its workers as children), from /proc (Linux); None elsewhere."""
+    total, found = 0, False
+    for member in _process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def process_rss_bytes(pid: int) -> int | None:
-    """Resident memory of a process, from /proc (Linux); None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    """Resident memory of a process and the processes below it, from /proc (Linux); None
+    elsewhere."""
+    total, found = 0, False
+    for member in _process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        found = True
+                        break
+        except OSError:
+            continue
+    return total if found else None
 
 
 def machine_ticks() -> tuple[int, int, int] | None:
