@@ -37,6 +37,7 @@ from ..logs import configure_logging
 from ._hypercorn import SharedEvent, hypercorn_shutdown_event
 from .app import BroadcastApp, create_app
 from .config import Settings
+from .serve import tune_gc
 
 log = structlog.get_logger("trio_broadcast.server.asgi")
 
@@ -117,6 +118,7 @@ configure_logging(settings.log_level, json=settings.log_json)
 # Held for the life of the worker; with Redis, several workers share one audience: no lock.
 _worker_lock = _take_worker_lock() if settings.redis_url is None else None
 app: BroadcastApp = create_app(settings)
+tune_gc()  # as ``trio-broadcast serve`` does, once everything is imported
 
 
 @app.before_serving
