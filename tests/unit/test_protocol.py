@@ -17,6 +17,7 @@ from trio_broadcast.wire.protocol import (
     Outgoing,
     Publish,
     Recovery,
+    dumps,
     encode_ack,
     encode_batch,
     encode_error,
@@ -205,6 +206,26 @@ def test_message_frame_has_the_documented_fields(seq: int, message: str, sender:
         "timestamp": timestamp,
         "sender": sender,
     }
+
+
+@given(st.integers(min_value=0), st.text(), st.text(), st.text(), st.none() | st.text())
+def test_message_and_ack_templates_write_what_dumps_writes(
+    seq: int, message: str, timestamp: str, sender: str, id_: str | None
+) -> None:
+    """The hot frames are templates: the very text of the compact encoder, escaping included."""
+    assert encode_message(seq, message, timestamp, sender) == dumps(
+        {
+            "type": "message",
+            "seq": seq,
+            "message": message,
+            "timestamp": timestamp,
+            "sender": sender,
+        }
+    )
+    ack: dict[str, Any] = {"type": "ack", "seq": seq, "timestamp": timestamp}
+    if id_ is not None:
+        ack["id"] = id_
+    assert encode_ack(seq, timestamp, id_) == dumps(ack)
 
 
 def test_frames_carry_non_ascii_text_unescaped() -> None:

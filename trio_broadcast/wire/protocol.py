@@ -7,7 +7,8 @@ the same text goes to every subscriber (see :class:`Outgoing`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import json.encoder
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ MAX_ID_LENGTH = 64  # characters in a client-chosen publish ``id``
 PUBLISH_FIELDS = frozenset({"message", "id"})
 
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact, UTF-8
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # a str as dumps writes it
 
 
 _ABSENT = object()
@@ -116,23 +118,20 @@ def format_timestamp(unix_time: float) -> str:
     return datetime.fromtimestamp(unix_time, UTC).isoformat(timespec="microseconds")
 
 
+# The two frames encoded for every broadcast, as templates: the same text as ``dumps`` of the
+# dict (tested), in a quarter of the time. Only the strings need JSON's escaping.
+_MESSAGE = '{"type":"message","seq":%d,"message":%s,"timestamp":%s,"sender":%s}'
+_ACK = '{"type":"ack","seq":%d,"timestamp":%s'
+
+
 def encode_message(seq: int, message: str, timestamp: str, sender: str) -> str:
-    return dumps(
-        {
-            "type": "message",
-            "seq": seq,
-            "message": message,
-            "timestamp": timestamp,
-            "sender": sender,
-        }
-    )
+    string = _json_string
+    return _MESSAGE % (seq, string(message), string(timestamp), string(sender))
 
 
 def encode_ack(seq: int, timestamp: str, id_: str | None) -> str:
-    frame: dict[str, Any] = {"type": "ack", "seq": seq, "timestamp": timestamp}
-    if id_ is not None:
-        frame["id"] = id_
-    return dumps(frame)
+    head = _ACK % (seq, _json_string(timestamp))
+    return head + "}" if id_ is None else f'{head},"id":{_json_string(id_)}}}'
 
 
 def encode_error(code: ErrorCode, detail: str, id_: str | None = None) -> str:
