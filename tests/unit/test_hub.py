@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -840,6 +841,37 @@ async def test_the_broadcaster_pauses_write_delay_between_passes(
     assert [frame["message"] for frame in socket.frames()] == ["one", "two", "three"]
     assert len(socket.writes) == 2  # two and three waited for the pause, and went together
     assert socket.times[1] - socket.times[0] >= 0.05
+
+
+class LongPasses:
+    """``time`` for the hub, whose passes each seem to take ``pass_cpu`` seconds of CPU."""
+
+    def __init__(self, pass_cpu: float) -> None:
+        self._cpu = 0.0
+        self._step = pass_cpu / 2  # thread_time() is read before and after a pass
+        self.time = time.time
+
+    def thread_time(self) -> float:
+        self._cpu += self._step
+        return self._cpu
+
+
+async def test_after_a_long_pass_with_nothing_waiting_the_broadcaster_does_not_pause(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "time", LongPasses(pass_cpu=0.04))  # pauses of 10 ms
+    hub = make_hub()
+    socket = FakeSocket()
+    async with serving(hub):
+        sender = hub.subscribe().subscriber
+        direct(hub, socket)
+        await hub.submit(sender, Publish("alone"))
+        await trio.testing.wait_all_tasks_blocked()  # its pass, and no pause: nothing came
+        sent = trio.current_time()
+        await hub.submit(sender, Publish("next"))
+        await socket.wait_for_writes(2)
+        assert socket.times[1] == sent  # not held back by a pause
+    assert [frame["message"] for frame in socket.frames()] == ["alone", "next"]
 
 
 def unbundle(entries: list[Outgoing]) -> list[dict[str, Any]]:

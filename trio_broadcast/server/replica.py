@@ -188,7 +188,8 @@ class Replica:
             if records:
                 started = time.thread_time()
                 self._deliver(records)
-                await self.hub.pause_after_pass(time.thread_time() - started)
+                busy = time.thread_time() - started
+                await self.hub.pause_after_pass(busy, len(records), from_intake=False)
 
     def _deliver(self, records: Sequence[Record]) -> None:
         """Hand entries read from the log to the hub; a local author gets its ack in place of
