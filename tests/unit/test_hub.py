@@ -18,6 +18,7 @@ from trio_broadcast.errors import CloseConnection, SlowConsumerError
 from trio_broadcast.server import hub as hub_module
 from trio_broadcast.server.config import Settings
 from trio_broadcast.server.hub import MAX_RESTARTS, Hub, State, Subscriber
+from trio_broadcast.wire.frames import PING_FRAME
 from trio_broadcast.wire.protocol import Outgoing, Publish, encode_message, format_timestamp
 
 TIMEOUT = 5.0  # seconds; only reached when a test is broken
@@ -841,6 +842,27 @@ async def test_the_broadcaster_pauses_write_delay_between_passes(
     assert [frame["message"] for frame in socket.frames()] == ["one", "two", "three"]
     assert len(socket.writes) == 2  # two and three waited for the pause, and went together
     assert socket.times[1] - socket.times[0] >= 0.05
+
+
+@pytest.mark.parametrize(
+    ("room", "state", "flush"),
+    [(None, State.DIRECT, False), (0, State.DIRECT, False), (1, State.QUEUED, True)],
+)
+async def test_the_hub_pings_its_direct_clients(
+    autojump_clock: trio.testing.MockClock, room: int | None, state: State, flush: bool
+) -> None:
+    """A ping the socket takes whole changes nothing; one it cannot take at all is skipped
+    (the next interval tries again); one it takes in part is finished by the writer."""
+    hub = make_hub(ping_interval=1.0, idle_timeout=3.0)
+    socket = FakeSocket(room=room)
+    async with serving(hub):
+        listener = direct(hub, socket)
+        await trio.sleep(1.5)
+        assert listener.state is state
+        assert bytes(socket.written) == (PING_FRAME if room is None else PING_FRAME[: room or 0])
+        assert [bundle.entries for bundle in listener.outbox.take_nowait()] == (
+            [()] if flush else []
+        )
 
 
 class LongPasses:

@@ -570,15 +570,15 @@ class Hub:
     def _write_direct(self, subscriber: Subscriber, data: bytes) -> bool:
         """Write ``data`` to a DIRECT subscriber's socket now. True when the socket took it;
         if it took only part, the rest waits in the writer and the subscriber is QUEUED, with
-        its connection woken to finish it. False when it took nothing (full, or failed): the
-        subscriber is QUEUED, and ``data`` is the caller's to queue or drop."""
+        its connection woken to finish it. False when it took nothing (full, busy, or failed):
+        nothing changes, and ``data`` is the caller's to queue or drop."""
         assert subscriber.writer is not None  # DIRECT only with a writer
         written = subscriber.writer.write_nowait(data)
         if written == len(data):
             return True
-        subscriber.state = State.QUEUED
         if written < 0:
             return False
+        subscriber.state = State.QUEUED
         subscriber.outbox.put_nowait(FLUSH)
         return True
 
