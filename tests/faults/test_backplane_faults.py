@@ -54,6 +54,44 @@ async def outcome(ws: WebSocketConnection, id_: str) -> JSON:
     return frame
 
 
+async def two_servers(
+    stack: AsyncExitStack, server_factory: Callable[..., Any], url: str
+) -> tuple[list[RunningServer], WebSocketConnection, list[WebSocketConnection]]:
+    """Two servers on the Redis at ``url``, a publisher on the first and a listener on each,
+    every client past its welcome."""
+    servers = [await stack.enter_async_context(server_factory(redis_url=url)) for _ in (0, 1)]
+    publisher = await stack.enter_async_context(connect(servers[0].ws_url))
+    listeners = [await stack.enter_async_context(connect(server.ws_url)) for server in servers]
+    for ws in (publisher, *listeners):
+        await receive_type(ws, "welcome")
+    return servers, publisher, listeners
+
+
+async def closed_for_the_new_epoch(*clients: WebSocketConnection) -> None:
+    """Each client is closed with 1012 and nothing before it."""
+    for ws in clients:
+        frames, code = await read_until_closed(ws)
+        assert (frames, code) == ([], 1012)
+
+
+async def resume_into_the_new_epoch(
+    publishing: RunningServer, resuming: RunningServer, since: int, old_epoch: str
+) -> tuple[JSON, JSON]:
+    """A client resuming on ``resuming`` from the lost epoch is told what was lost, and a
+    publish on ``publishing`` starts the new epoch at seq 1. Returns its welcome and that
+    message."""
+    query = f"?since={since}&epoch={old_epoch}"
+    async with connect(publishing.ws_url) as publisher, connect(resuming.ws_url + query) as resumed:
+        await receive_type(publisher, "welcome")
+        again = await receive_type(resumed, "welcome")
+        assert again["epoch"] == resuming.app.hub.epoch
+        recovered = await receive_type(resumed, "recovered")
+        assert (recovered["complete"], recovered["reason"]) == (False, "epoch_mismatch")
+        await publish(publisher, "new")
+        assert (await receive_type(publisher, "ack"))["seq"] == 1
+        return again, await receive_type(resumed, "message")
+
+
 async def test_redis_killed_mid_traffic_every_publish_is_delivered_or_refused(
     tmp_path: Path, server_factory: Callable[..., Any]
 ) -> None:
@@ -61,14 +99,8 @@ async def test_redis_killed_mid_traffic_every_publish_is_delivered_or_refused(
         open_redis_server(tmp_path, persistent=True) as redis,
         AsyncExitStack() as stack,
     ):
-        servers = [
-            await stack.enter_async_context(server_factory(redis_url=redis.url)) for _ in (0, 1)
-        ]
+        servers, publisher, listeners = await two_servers(stack, server_factory, redis.url)
         a, b = servers
-        publisher = await stack.enter_async_context(connect(a.ws_url))
-        listeners = [await stack.enter_async_context(connect(server.ws_url)) for server in servers]
-        for ws in (publisher, *listeners):
-            await receive_type(ws, "welcome")
         received: list[list[JSON]] = [[], []]
         acks: dict[str, int] = {}
         refused: list[str] = []
@@ -144,23 +176,13 @@ async def test_redis_that_lost_its_data_starts_a_new_epoch_and_clients_are_told(
             await redis.kill()
             await wait_for_state([server], BackplaneState.DOWN)
             await redis.start()  # empty: no persistence
-            for ws in (publisher, listener):
-                frames, code = await read_until_closed(ws)
-                assert code == 1012
-                assert frames == []
+            await closed_for_the_new_epoch(publisher, listener)
         assert server.app.hub.epoch != welcome["epoch"]
-        query = f"?since={seen[-1]['seq']}&epoch={welcome['epoch']}"
-        async with connect(server.ws_url) as publisher, connect(server.ws_url + query) as resumed:
-            await receive_type(publisher, "welcome")
-            again = await receive_type(resumed, "welcome")
-            assert again["epoch"] == server.app.hub.epoch
-            assert again["seq"] == 0
-            recovered = await receive_type(resumed, "recovered")
-            assert recovered["complete"] is False
-            assert recovered["reason"] == "epoch_mismatch"
-            await publish(publisher, "new")
-            assert (await receive_type(publisher, "ack"))["seq"] == 1
-            assert (await receive_type(resumed, "message"))["seq"] == 1
+        again, message = await resume_into_the_new_epoch(
+            server, server, seen[-1]["seq"], welcome["epoch"]
+        )
+        assert again["seq"] == 0
+        assert message["seq"] == 1
 
 
 async def test_redis_back_from_an_older_snapshot_starts_a_new_epoch_and_clients_are_told(
@@ -188,20 +210,10 @@ async def test_redis_back_from_an_older_snapshot_starts_a_new_epoch_and_clients_
             await wait_for_state([a, b], BackplaneState.DOWN)
             await redis.start()  # from the snapshot
             with trio.fail_after(10):  # a reconnect and a report interval, with room
-                for ws in (publisher, listener):
-                    frames, code = await read_until_closed(ws)
-                    assert (frames, code) == ([], 1012)
+                await closed_for_the_new_epoch(publisher, listener)
         assert a.app.hub.epoch == b.app.hub.epoch != welcome["epoch"]
-        query = f"?since={seen[-1]['seq']}&epoch={welcome['epoch']}"
-        async with connect(a.ws_url) as publisher, connect(b.ws_url + query) as resumed:
-            await receive_type(publisher, "welcome")
-            again = await receive_type(resumed, "welcome")
-            assert again["epoch"] == b.app.hub.epoch
-            recovered = await receive_type(resumed, "recovered")
-            assert (recovered["complete"], recovered["reason"]) == (False, "epoch_mismatch")
-            await publish(publisher, "new")
-            assert (await receive_type(publisher, "ack"))["seq"] == 1
-            assert (await receive_type(resumed, "message"))["message"] == "new"
+        _, message = await resume_into_the_new_epoch(a, b, seen[-1]["seq"], welcome["epoch"])
+        assert message["message"] == "new"
 
 
 async def test_unreachable_redis_at_start_up_stops_the_server_before_it_listens(
@@ -253,14 +265,8 @@ async def test_redis_killed_with_publishes_in_flight_each_gets_one_answer(
         open_redis_server(tmp_path, persistent=True) as redis,
         AsyncExitStack() as stack,
     ):
-        servers = [
-            await stack.enter_async_context(server_factory(redis_url=redis.url)) for _ in (0, 1)
-        ]
+        servers, publisher, listeners = await two_servers(stack, server_factory, redis.url)
         a, b = servers
-        publisher = await stack.enter_async_context(connect(a.ws_url))
-        listeners = [await stack.enter_async_context(connect(server.ws_url)) for server in servers]
-        for ws in (publisher, *listeners):
-            await receive_type(ws, "welcome")
         answers: list[tuple[str, str]] = []  # (id, "ack" | "error"), in arrival order
         own_messages: list[str] = []  # refused, yet broadcast: the publisher sees it
         changed = trio.Event()

@@ -9,7 +9,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import attrs
 import pytest
@@ -291,14 +290,16 @@ def test_a_worker_that_ended_early_stands_in_for_every_later_message() -> None:
 def test_a_servers_cpu_and_memory_include_its_workers() -> None:
     """``serve --workers N`` runs its workers as children: the server's figures are the tree's."""
     sleep = "import time; time.sleep(30)"
-    script = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {sleep!r}]); {sleep}"
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    script = (  # says its child's pid once the child exists
+        "import subprocess, sys; "
+        f"child = subprocess.Popen([sys.executable, '-c', {sleep!r}]); "
+        f"print(child.pid, flush=True); {sleep}"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while len(tree := _process_tree(parent.pid)) < 2:  # the child is being started
-            assert time.monotonic() < deadline, tree
-            time.sleep(0.01)
-        child = tree[1]
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _process_tree(parent.pid) == [parent.pid, child]
         parent_rss, child_rss = process_rss_bytes(parent.pid), process_rss_bytes(child)
         assert parent_rss is not None
         assert child_rss is not None
@@ -309,4 +310,4 @@ def test_a_servers_cpu_and_memory_include_its_workers() -> None:
     finally:
         for pid in _process_tree(parent.pid)[::-1]:
             os.kill(pid, signal.SIGKILL)
-        parent.wait()
+        parent.communicate()  # waits, and closes its stdout
