@@ -20,6 +20,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from trio_broadcast.client.session import Client, Event
+from trio_broadcast.server.hub import Subscriber
+from trio_broadcast.server.outbox import Bundle
 from trio_broadcast.wire.frames import frame_header, upgrade_request
 
 JSON = dict[str, Any]
@@ -264,3 +266,18 @@ async def next_of(client: Client, kind: type[E], seen: list[Event] | None = None
         if seen is not None:
             seen.append(event)
     raise AssertionError(f"the client stopped before a {kind.__name__}")
+
+
+async def take_bundles(subscriber: Subscriber) -> list[Bundle]:
+    """Wait for what the hub queues for ``subscriber`` and take all of it, the way its
+    connection's writer does.
+
+    Raises:
+        trio.EndOfChannel: the outbox is closed and empty.
+    """
+    outbox = subscriber.outbox
+    while outbox.empty:
+        if outbox.closed:
+            raise trio.EndOfChannel
+        await outbox.wait()
+    return outbox.take_nowait()

@@ -106,6 +106,10 @@ class FakeTransport:
         """The client sends a frame."""
         self._client_send.send_nowait(data)
 
+    def feed_close(self) -> None:
+        """The client goes away (the connection's next receive says it closed)."""
+        self._client_send.close()
+
     def publish(self, message: str, id_: str | None = None) -> None:
         frame: dict[str, str] = {"message": message}
         if id_ is not None:
@@ -169,6 +173,18 @@ async def servers() -> AsyncIterator[ServerFactory]:
     async with trio.open_nursery() as nursery:
         yield ServerFactory(nursery)
         nursery.cancel_scope.cancel()
+
+
+def writer_tasks() -> int:
+    """Connection writer tasks running now, anywhere in this run."""
+    count = 0
+    nurseries = list(trio.lowlevel.current_root_task().child_nurseries)
+    while nurseries:
+        nursery = nurseries.pop()
+        for task in nursery.child_tasks:
+            count += task.name.endswith("._Writer._write")
+            nurseries.extend(task.child_nurseries)
+    return count
 
 
 # -- the happy path --------------------------------------------------------------------------
@@ -591,6 +607,52 @@ async def test_a_client_whose_socket_refuses_is_written_by_its_writer_then_hande
         assert (stats.frames_out, stats.messages_out) == (5, 6)  # welcome and 4 frames
 
 
+async def test_a_writer_task_runs_only_while_the_client_has_something_queued(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start()
+        keeps_up, _ = await server.connect()
+        stops = FakeTransport(free_sends=1)  # the welcome, then it stops reading
+        server.nursery.start_soon(run_connection, server.hub, stops, ConnectParams())
+        assert (await stops.frame())["type"] == "welcome"
+        await trio.testing.wait_all_tasks_blocked()
+        assert writer_tasks() == 0  # both handed to the pass once greeted
+        stops.free_sends = 0
+        sender = server.hub.subscribe().subscriber
+        await server.hub.submit(sender, Publish("m1"))
+        assert (await keeps_up.frame())["message"] == "m1"  # by the pass
+        await stops.send_blocked.wait()  # queued: a writer started, and waits for the socket
+        assert writer_tasks() == 1
+        stops.release.set()
+        stops.free_sends = None
+        assert (await stops.frame())["message"] == "m1"
+        await trio.testing.wait_all_tasks_blocked()
+        assert writer_tasks() == 0  # all written: handed back to the pass, and ended
+        await server.hub.submit(sender, Publish("m2"))
+        assert (await stops.frame())["message"] == "m2"
+        assert stops.written_nowait == 1  # by the pass again
+
+
+async def test_what_is_queued_after_the_client_left_starts_no_writer(
+    servers: ServerFactory,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        server = await servers.start(publish_rate=None)
+        leaving, _ = await server.connect(batch=True)
+        await trio.testing.wait_all_tasks_blocked()
+        leaving.free_sends = 0  # the pass queues for it from now on
+        sender = server.hub.subscribe().subscriber
+        leaving.feed_close()
+        for index in range(20):  # while its connection ends, every scheduling round
+            await server.hub.submit(sender, Publish(f"m{index}"))
+            await trio.lowlevel.checkpoint()
+        await server.hub.wait_until(lambda: server.hub.open_sessions == 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.hub.statistics().restarts == 0  # the broadcaster never crashed
+        assert writer_tasks() == 0
+
+
 async def test_a_frame_the_socket_took_in_part_is_finished_before_anything_else(
     servers: ServerFactory,
 ) -> None:
@@ -619,6 +681,8 @@ async def test_a_transport_without_raw_writes_gets_every_frame_through_send(
         await server.hub.submit(sender, Publish("m1"))
         assert (await client.frame())["message"] == "m1"
         assert client.written_nowait == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert writer_tasks() == 1  # no pass writes to it: its one writer waits for the outbox
 
 
 async def test_client_without_batch_gets_one_frame_per_event(servers: ServerFactory) -> None:

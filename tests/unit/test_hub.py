@@ -12,6 +12,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from support import take_bundles
 from wsproto.frame_protocol import FrameProtocol
 
 from trio_broadcast.errors import CloseConnection, SlowConsumerError
@@ -35,7 +36,7 @@ async def take(subscriber: Subscriber) -> Outgoing:
     """Receive the next outbox entry the way the connection's writer does (bytes included)."""
     entries = _taken.setdefault(subscriber, [])
     while not entries:
-        for bundle in await subscriber.outbox.take():
+        for bundle in await take_bundles(subscriber):
             entries += bundle.entries
     return entries.pop(0)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from support import take_bundles
 
 from trio_broadcast.errors import BackplaneUnavailableError
 from trio_broadcast.server.backplane import AppendRequest, ReadTo, Record
@@ -101,7 +102,7 @@ async def frames(subscriber: Subscriber, count: int) -> list[dict[str, Any]]:
     """The next ``count`` frames queued for ``subscriber``."""
     got = _taken.setdefault(subscriber, [])
     while len(got) < count:
-        for bundle in await subscriber.outbox.take():
+        for bundle in await take_bundles(subscriber):
             got += [json.loads(entry.frame) for entry in bundle.entries]
     wanted, got[:] = got[:count], got[count:]
     return wanted

@@ -1,10 +1,12 @@
-"""One client connection: a reader task and a writer task in a nursery of their own.
+"""One client connection: a reader task, and a writer task while something is queued, in a
+nursery of their own.
 
 Framework-free: it talks to a :class:`Transport` (an ASGI WebSocket in production), so the whole
-lifecycle is exercised by tests without a socket. The reader validates and publishes. The writer
-sends the welcome and any replay, then whatever the hub queues in the client's outbox: everything
-waiting in one write when the transport writes bytes (:class:`RawWriter`), and hands the client
-back to the hub's pass whenever it has caught up (see the state table in :mod:`.hub`). Whichever
+lifecycle is exercised by tests without a socket. The reader validates and publishes. A writer
+(:class:`_Writer`) sends the welcome and any replay, then whatever the hub queues in the client's
+outbox: everything waiting in one write when the transport writes bytes (:class:`RawWriter`), and
+hands the client back to the hub's pass whenever it has caught up, and ends (see the state table
+in :mod:`.hub`). Whichever
 way the connection ends (client close, reset, eviction, cancellation, shutdown) the ``finally``
 takes the subscriber out of the hub.
 """
@@ -187,15 +189,16 @@ async def _serve_client(
     reply_expected = True
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                _write, hub, subscription, transport, nursery.cancel_scope, observe_latency
-            )
+            writer = _Writer(hub, subscriber, transport, nursery, observe_latency)
+            writer.start(subscription)
             del subscription  # the writer has it; not kept here for the connection's life
             try:
                 reply_expected = await _read(hub, subscriber, transport)
             except TransportClosed as closed:
                 client_closed = closed.code, closed.reason
                 nursery.cancel_scope.cancel()  # nobody left to write to
+            finally:
+                writer.stop()  # the nursery closes once a running writer ends
         if client_closed is None and reply_expected:
             client_closed = await _await_close_reply(transport)
     finally:
@@ -289,27 +292,81 @@ def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError, id_: str | N
     hub.reply(subscriber, encode_error(error.code, error.detail, id_))
 
 
-async def _write(
-    hub: Hub,
-    subscription: Subscription,
-    transport: Transport,
-    connection_scope: trio.CancelScope,
-    observe_latency: LatencyObserver | None,
-) -> None:
-    """Send the welcome, any replay, then the outbox; finally the close frame.
+class _Writer:
+    """The connection's writer: a task in the connection's nursery, only while the client is
+    QUEUED (see the state table in :mod:`.hub`).
 
-    Ends the connection (cancels ``connection_scope``) when it is done, whatever the reason.
+    The first sends the welcome and any replay. Each writes what the hub queued, everything
+    waiting in one write, until the outbox is empty; then, if the hub's pass can write to the
+    client directly (DIRECT), it ends, and the outbox starts the next one when something is
+    queued again (``Outbox.on_ready``). So an idle client, or one the pass keeps up with, has
+    no writer task. Without a direct writer (``Transport.raw`` is None) the first writer waits
+    for the outbox for the connection's whole life.
+
+    The connection ends (its nursery is cancelled) when a writer has sent the close frame, or
+    failed.
     """
-    subscriber = subscription.subscriber
-    try:
-        await _greet(hub, transport, subscription)
-        del subscription  # the welcome and the replay list: not kept for the connection's life
-        hub.writer_idle(subscriber)
-        await _drain(hub, subscriber, transport, observe_latency)
-        closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
-        await transport.close(closing.close_code, closing.reason)
-    finally:
-        connection_scope.cancel()
+
+    __slots__ = ("_hub", "_nursery", "_observe_latency", "_running", "_subscriber", "_transport")
+
+    def __init__(
+        self,
+        hub: Hub,
+        subscriber: Subscriber,
+        transport: Transport,
+        nursery: trio.Nursery,
+        observe_latency: LatencyObserver | None,
+    ) -> None:
+        self._hub = hub
+        self._subscriber = subscriber
+        self._transport = transport
+        self._nursery = nursery
+        self._observe_latency = observe_latency
+        self._running = False  # a writer task is running
+
+    def start(self, subscription: Subscription) -> None:
+        """Start the first writer: the welcome and any replay, then the outbox."""
+        self._running = True
+        self._subscriber.outbox.on_ready = self._wake
+        self._nursery.start_soon(self._write, subscription)
+
+    def stop(self) -> None:
+        """Start no more writers (the reader has ended; one running goes on to its end)."""
+        self._subscriber.outbox.on_ready = None
+
+    def _wake(self) -> None:
+        """Something was queued, or the outbox closed: start a writer unless one runs."""
+        if not self._running:
+            self._running = True
+            self._nursery.start_soon(self._write, None)
+
+    async def _write(self, subscription: Subscription | None) -> None:
+        hub, subscriber, transport = self._hub, self._subscriber, self._transport
+        outbox = subscriber.outbox
+        ends_connection = True  # unless it hands the client back to the pass
+        try:
+            if subscription is not None:
+                await _greet(hub, transport, subscription)
+                del subscription  # the welcome and the replay list: not kept meanwhile
+            while subscriber.closing is None:
+                bundles = outbox.take_nowait()
+                if bundles:
+                    await _send_bundles(hub, transport, subscriber, bundles)
+                    if self._observe_latency is not None and bundles[0].entries:
+                        self._observe_latency(trio.current_time() - bundles[0].entries[0].created)
+                elif outbox.closed:
+                    break
+                elif hub.writer_idle(subscriber):  # DIRECT: the pass writes from now on
+                    ends_connection = False
+                    return
+                else:  # no direct writer: this task waits for the outbox
+                    await outbox.wait()
+            closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
+            await transport.close(closing.close_code, closing.reason)
+        finally:
+            self._running = False
+            if ends_connection:
+                self._nursery.cancel_scope.cancel()
 
 
 async def _greet(hub: Hub, transport: Transport, subscription: Subscription) -> None:
@@ -323,32 +380,6 @@ async def _greet(hub: Hub, transport: Transport, subscription: Subscription) -> 
         await _send_bundles(hub, transport, subscriber, [Bundle(replay[start : start + step])])
     if subscription.recovery is not None:
         await _send_texts(hub, transport, [subscription.recovery.encode()])
-
-
-async def _drain(
-    hub: Hub,
-    subscriber: Subscriber,
-    transport: Transport,
-    observe_latency: LatencyObserver | None,
-) -> None:
-    """Send what the hub queues until it closes the outbox.
-
-    Everything waiting goes out in one write (one ``batch`` frame per bundle for a client that
-    opted in), and then the client is handed back to the hub's pass, which writes to it
-    directly for as long as its socket keeps up.
-    """
-    outbox = subscriber.outbox
-    while True:
-        try:
-            bundles = await outbox.take()
-        except trio.EndOfChannel:
-            return
-        if subscriber.closing is not None:
-            return
-        await _send_bundles(hub, transport, subscriber, bundles)
-        if observe_latency is not None and bundles[0].entries:
-            observe_latency(trio.current_time() - bundles[0].entries[0].created)
-        hub.writer_idle(subscriber)
 
 
 async def _send_texts(hub: Hub, transport: Transport, frames: list[str]) -> None:

@@ -13,10 +13,10 @@ socket (h11 keeps its states the same way, as a table)::
 
     state   who writes its frames          what the pass does      it moves on when
     ------  -----------------------------  ----------------------  ---------------------------
-    QUEUED  its connection's writer task,  puts the bundle in its  the writer has written all
-            everything waiting in one      outbox; over the        and the socket takes direct
-            write                          limits: slow consumer   writes: -> DIRECT
-                                           (4008)
+    QUEUED  a writer task of its           puts the bundle in its  the writer has written all
+            connection (started by the     outbox; over the        and the socket takes direct
+            put), everything waiting in    limits: slow consumer   writes: -> DIRECT (the
+            one write                      (4008)                  writer task ends)
     DIRECT  the broadcaster, in its pass   writes the bundle's     the socket takes less than
             (and the reader, for an error  bytes now: one          all: -> QUEUED
             reply)                         write(2)
@@ -24,7 +24,7 @@ socket (h11 keeps its states the same way, as a table)::
 
 A subscriber starts QUEUED (its writer sends the welcome and any replay first). The outbox holds
 only what the socket could not take; a client that keeps up is written by the pass itself, and
-no task wakes for it.
+has no writer task at all.
 """
 
 from __future__ import annotations
@@ -313,15 +313,17 @@ class Hub:
         elif handed < 0:
             self._evict_slow(subscriber)
 
-    def writer_idle(self, subscriber: Subscriber) -> None:
+    def writer_idle(self, subscriber: Subscriber) -> bool:
         """Called by a connection's writer when it has written everything it took: with its
-        outbox empty, a subscriber that can be written directly is from now on (DIRECT)."""
+        outbox empty, a subscriber that can be written directly is from now on (DIRECT).
+        Returns whether it is DIRECT: the writer is not needed until something is queued."""
         if (
             subscriber.state is State.QUEUED
             and subscriber.writer is not None
             and subscriber.outbox.empty
         ):
             subscriber.state = State.DIRECT
+        return subscriber.state is State.DIRECT
 
     def count_error(self, code: str) -> None:
         self._errors[code] += 1
@@ -570,7 +572,7 @@ class Hub:
     def _write_direct(self, subscriber: Subscriber, data: bytes) -> bool:
         """Write ``data`` to a DIRECT subscriber's socket now. True when the socket took it;
         if it took only part, the rest waits in the writer and the subscriber is QUEUED, with
-        its connection woken to finish it. False when it took nothing (full, busy, or failed):
+        a writer started to finish it. False when it took nothing (full, busy, or failed):
         nothing changes, and ``data`` is the caller's to queue or drop."""
         assert subscriber.writer is not None  # DIRECT only with a writer
         written = subscriber.writer.write_nowait(data)

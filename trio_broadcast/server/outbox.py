@@ -8,8 +8,7 @@ and the outbox alone keeps the count of events and bytes waiting, against its li
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -50,24 +49,39 @@ class Bundle:
         return [encode_batch(frames)] if batch and len(frames) > 1 else frames
 
 
-FLUSH = Bundle(())  # no events: wakes a writer to finish a frame the socket took only in part
+FLUSH = Bundle(())  # no events: starts a writer to finish a frame the socket took only in part
 
 
 class Outbox:
     """One subscriber's bounded queue of bundles.
 
-    The hub owns the putting side and closes it when the subscriber leaves; the connection's
-    writer owns the taking side. Counts of what waits (:attr:`events`, :attr:`bytes`) change only
+    The hub owns the putting side and closes it when the subscriber leaves; the connection owns
+    the taking side: its writer takes, and ``on_ready`` (set by the connection) starts a writer
+    when something is put or the outbox closes, since a client the hub's pass keeps up with has
+    no writer task at all. Counts of what waits (:attr:`events`, :attr:`bytes`) change only
     here, when a bundle goes in or comes out.
     """
 
+    __slots__ = (
+        "_bundles",
+        "_max_bytes",
+        "_max_events",
+        "_waiter",
+        "bytes",
+        "closed",
+        "events",
+        "on_ready",
+    )
+
     def __init__(self, max_events: int, max_bytes: int) -> None:
-        # Unbounded as a channel: the limits are counted in events and bytes, not bundles.
-        self._send, self._receive = trio.open_memory_channel[Bundle](math.inf)
+        self._bundles: list[Bundle] = []  # oldest first; limits count events and bytes
         self._max_events = max_events  # outbox_messages
         self._max_bytes = max_bytes  # outbox_bytes
+        self._waiter: trio.Event | None = None  # a writer waiting in :meth:`wait`
         self.events = 0  # events waiting
         self.bytes = 0  # UTF-8 bytes waiting
+        self.closed = False  # nothing more will be put
+        self.on_ready: Callable[[], None] | None = None  # called after each put, and on close
 
     def put_nowait(self, bundle: Bundle) -> bool:
         """Queue ``bundle`` unless that would pass a limit; never blocks.
@@ -78,47 +92,51 @@ class Outbox:
         events = len(bundle.entries)
         if self.events + events > self._max_events or self.bytes + bundle.size > self._max_bytes:
             return False
-        try:
-            self._send.send_nowait(bundle)
-        except trio.ClosedResourceError:
+        if self.closed:
             return True
+        self._bundles.append(bundle)
         self.events += events
         self.bytes += bundle.size
+        self._ready()
         return True
 
     def take_nowait(self) -> list[Bundle]:
         """Everything queued now (maybe nothing); never blocks."""
-        bundles: list[Bundle] = []
-        receive_nowait = self._receive.receive_nowait
-        while True:
-            try:
-                bundle = receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            self.events -= len(bundle.entries)
-            self.bytes -= bundle.size
-            bundles.append(bundle)
+        bundles, self._bundles = self._bundles, []
+        self.events = self.bytes = 0
         return bundles
 
-    async def take(self) -> list[Bundle]:
-        """Wait for at least one bundle, then take everything queued. A checkpoint.
+    async def wait(self) -> None:
+        """Wait until something is queued or the outbox is closed (one waiter at a time).
 
-        Raises:
-            trio.EndOfChannel: the outbox was closed and nothing is left in it.
+        A checkpoint.
         """
-        first = await self._receive.receive()
-        self.events -= len(first.entries)
-        self.bytes -= first.size
-        return [first, *self.take_nowait()]
+        if self._bundles or self.closed:
+            await trio.lowlevel.checkpoint()
+            return
+        waiter = self._waiter = trio.Event()
+        await waiter.wait()
 
     @property
     def empty(self) -> bool:
-        return self._receive.statistics().current_buffer_used == 0
+        return not self._bundles
 
     def close(self) -> None:
         """The hub's side: nothing more will be put (idempotent)."""
-        self._send.close()
+        if not self.closed:
+            self.closed = True
+            self._ready()
 
     def close_taking(self) -> None:
-        """The connection's side: nothing more will be taken (idempotent)."""
-        self._receive.close()
+        """The connection's side: nothing more will be taken or started (idempotent)."""
+        self.closed = True
+        self.on_ready = None
+        self.take_nowait()
+
+    def _ready(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+        if self.on_ready is not None:
+            self.on_ready()
