@@ -178,7 +178,9 @@ async def servers() -> AsyncIterator[ServerFactory]:
 def writer_tasks() -> int:
     """Connection writer tasks running now, anywhere in this run."""
     count = 0
-    nurseries = list(trio.lowlevel.current_root_task().child_nurseries)
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    nurseries = list(root.child_nurseries)
     while nurseries:
         nursery = nurseries.pop()
         for task in nursery.child_tasks:

@@ -10,9 +10,12 @@ F1     ``WSStream._send_pings``, ``handle``        Hypercorn's pinger sleeps a w
                                                    WebSocket lingered and every graceful
                                                    shutdown ran into ``graceful_timeout``.
 F2     ``TaskGroup.spawn_app`` (the app's          The channel to the app was never closed when
-       receive channel closes when it returns)     the app returned: a client that kept sending
+       receive queue closes when it returns)       the app returned: a client that kept sending
                                                    after its close filled it, Hypercorn's read
                                                    loop blocked for good and TCP stayed open.
+                                                   The queue is now a list (``_AppQueue``), not
+                                                   a memory channel: ~1.6 KB less per
+                                                   connection.
 F3     ``WSStream._handle_events``, ``handle``     Hypercorn closed an oversized message with
        (closes on the app's terms, nothing         1009 behind the app's back and kept
        buffered after a close)                     appending what the client streamed to its
@@ -43,6 +46,14 @@ F5     ``TCPServer.run`` (a finished               Each connection's TCPServer, 
                                                    When the connection's tasks have all ended,
                                                    their attributes are cleared. (DirectSender
                                                    refers back to its WSStream weakly.)
+F6     ``WSStream._accept`` again (what only       Each WebSocket kept its request's headers
+       the handshake needed is let go)             (in the handshake and the ASGI scope) and
+                                                   h11's connection state for its whole life,
+                                                   though nothing reads them after the 101:
+                                                   ~2 KB per connection for a minimal request,
+                                                   more for a browser's. The scope's
+                                                   ``headers`` is emptied once the app has
+                                                   accepted (the endpoint has read them).
 S1     ``TCPServer.protocol_send`` (write          Each frame Hypercorn sends takes the send lock
        without a scheduling round)                 and calls ``send_all``: two checkpoints, two
                                                    task switches around one ``write(2)``. The
@@ -82,7 +93,6 @@ slower. CI runs the integration and fault tests both ways (``make test-unpatched
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import multiprocessing
 import os
@@ -94,6 +104,7 @@ from typing import Any, Protocol, cast
 import trio
 from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Data, StreamClosed
+from hypercorn.protocol.h11 import H11WSConnection
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
 from hypercorn.trio import task_group, tcp_server
 from wsproto.connection import ConnectionState
@@ -116,17 +127,60 @@ async def _send_pings(self: Any) -> None:  # F1, S3
             await trio.sleep(self.config.websocket_ping_interval)
 
 
+class _AppQueue:
+    """F2: what Hypercorn's read loop hands the app (its ASGI ``receive``).
+
+    Bounded at ``max_app_queue_size``: the read loop waits while it is full. Closed when the app
+    returns; what comes after is dropped, so a client that keeps sending cannot block the read
+    loop. (A memory channel did this at ~2 KB per connection: here a list, and an Event only
+    while one side waits; never both, as the queue cannot be full and empty at once.)
+    """
+
+    __slots__ = ("_closed", "_events", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._events: list[Any] = []
+        self._limit = max(1, limit)
+        self._closed = False
+        self._waiter: trio.Event | None = None  # the app waiting for an event, or the loop for room
+
+    async def put(self, event: Any) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while len(self._events) >= self._limit and not self._closed:
+            await self._wait()
+        if not self._closed:
+            self._events.append(event)
+            self._wake()
+
+    async def receive(self) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._events:
+            await self._wait()
+        self._wake()
+        return self._events.pop(0)
+
+    def close(self) -> None:
+        self._closed = True
+        self._events.clear()
+        self._wake()
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = trio.Event()
+        await waiter.wait()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.set()
+
+
 async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
-    app_send_channel, app_receive_channel = trio.open_memory_channel[Any](config.max_app_queue_size)
+    queue = _AppQueue(config.max_app_queue_size)
 
     async def send_after_closing_intake(message: Any) -> None:
         if message is None:  # the app has finished: unblock and refuse further frames first
-            app_receive_channel.close()
+            queue.close()
         await send(message)
-
-    async def put(event: Any) -> None:
-        with contextlib.suppress(trio.BrokenResourceError):  # the app finished: drop it
-            await app_send_channel.send(event)
 
     ws = getattr(send, "__self__", None)
     if isinstance(ws, WSStream) and not getattr(config, "trio_broadcast_compression", False):
@@ -138,12 +192,12 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
         app,
         config,
         scope,
-        app_receive_channel.receive,
+        queue.receive,
         send_after_closing_intake,
         trio.to_thread.run_sync,
         trio.from_thread.run,
     )
-    return put
+    return queue.put
 
 
 CLOSE_EVENT = "trio_broadcast.close"  # ASGI receive event: close with ``code`` (F3)
@@ -258,9 +312,26 @@ class BoundedDeflate(PerMessageDeflate):
 _hypercorn_accept = WSStream._accept
 
 
+class _Accepted:
+    """F6: what stays of an accepted WebSocket's handshake (all Hypercorn reads after it)."""
+
+    accepted = True
+
+
+_ACCEPTED = _Accepted()
+
+
 async def _accept(self: Any, message: Any) -> None:
-    """F4: ``WSStream._accept``; a negotiated permessage-deflate inflates within the limit."""
+    """F4, F6: ``WSStream._accept``; a negotiated permessage-deflate inflates within the limit,
+    and what only the handshake needed is let go."""
     await _hypercorn_accept(self, message)
+    # F6: the 101 is sent and logged; from here on only ``handshake.accepted`` is read.
+    self.handshake = _ACCEPTED
+    self.scope["headers"] = []  # the endpoint read what it needed before it accepted
+    http = getattr(self.send, "__self__", None)  # H11Protocol (HTTP/1.1), or an H2 stream's
+    upgraded = getattr(http, "connection", None)
+    if isinstance(upgraded, H11WSConnection):
+        upgraded.h11_connection = None  # type: ignore[assignment]  # only frames pass now
     for extension in self.connection._proto.extensions:
         if type(extension) is PerMessageDeflate:
             extension.__class__ = BoundedDeflate
@@ -439,7 +510,7 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Install F1-F5, and S1-S3 where they apply (see the table above; idempotent)."""
+    """Install F1-F6, and S1-S3 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
