@@ -59,3 +59,20 @@ async def test_closing_drops_what_waits_and_unblocks_the_read_loop_for_good() ->
         for _ in range(100):  # a client that keeps sending after its close
             await queue.put("dropped")
         assert queue._events == []
+
+
+async def test_a_cancelled_wait_leaves_the_queue_usable() -> None:
+    queue = _AppQueue(1)
+    with trio.fail_after(TIMEOUT):
+        with trio.move_on_after(0.01) as waited:  # the app waits for an event, and gives up
+            await queue.receive()
+        assert waited.cancelled_caught
+        await queue.put("next")
+        assert await queue.receive() == "next"
+        await queue.put("fills it")
+        with trio.move_on_after(0.01) as waited:  # the read loop waits for room, and gives up
+            await queue.put("no room")
+        assert waited.cancelled_caught
+        assert await queue.receive() == "fills it"
+        await queue.put("room again")
+        assert await queue.receive() == "room again"

@@ -53,7 +53,9 @@ F6     ``WSStream._accept`` again (what only       Each WebSocket kept its reque
                                                    ~2 KB per connection for a minimal request,
                                                    more for a browser's. The scope's
                                                    ``headers`` is emptied once the app has
-                                                   accepted (the endpoint has read them).
+                                                   accepted (the endpoint has read them), and
+                                                   h11's pause event (for pipelined requests)
+                                                   is a shared one that is always set.
 S1     ``TCPServer.protocol_send`` (write          Each frame Hypercorn sends takes the send lock
        without a scheduling round)                 and calls ``send_all``: two checkpoints, two
                                                    task switches around one ``write(2)``. The
@@ -75,6 +77,13 @@ S3     ``WSStream._send_pings`` again (one       A pinger task per connection (i
                                                    once and the app's hub pings every client it
                                                    writes directly, in one pass per
                                                    ``ping_interval``.
+S4     ``TCPServer._read_data`` (reads the         Each read went through ``receive_some``
+       socket itself)                              inside ``fail_after``: two context managers
+                                                   and a cancel scope per read, kept alive
+                                                   while an idle connection waits (~1.5 KB of
+                                                   each). A read that finds data now takes it
+                                                   at once; only the wait for data has a
+                                                   cancel scope, with ``read_timeout``.
 R1     nothing: reads the ``shutdown_event``      Under the plain Hypercorn CLI the master stops
        argument of the worker's process            its workers by setting this event and then
        (:func:`hypercorn_shutdown_event`)          cancelling them; clients got no close frame.
@@ -94,6 +103,7 @@ slower. CI runs the integration and fault tests both ways (``make test-unpatched
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 import os
 import weakref
@@ -132,8 +142,9 @@ class _AppQueue:
 
     Bounded at ``max_app_queue_size``: the read loop waits while it is full. Closed when the app
     returns; what comes after is dropped, so a client that keeps sending cannot block the read
-    loop. (A memory channel did this at ~2 KB per connection: here a list, and an Event only
-    while one side waits; never both, as the queue cannot be full and empty at once.)
+    loop. (A memory channel did this at ~2 KB per connection: here a list, and the task that
+    waits, parked as a memory channel parks it; never both sides at once, as the queue cannot be
+    full and empty at the same time.)
     """
 
     __slots__ = ("_closed", "_events", "_limit", "_waiter")
@@ -142,7 +153,7 @@ class _AppQueue:
         self._events: list[Any] = []
         self._limit = max(1, limit)
         self._closed = False
-        self._waiter: trio.Event | None = None  # the app waiting for an event, or the loop for room
+        self._waiter: trio.lowlevel.Task | None = None  # the app waiting, or the loop for room
 
     async def put(self, event: Any) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -165,13 +176,18 @@ class _AppQueue:
         self._wake()
 
     async def _wait(self) -> None:
-        waiter = self._waiter = trio.Event()
-        await waiter.wait()
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
-            waiter.set()
+            trio.lowlevel.reschedule(waiter)
 
 
 async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
@@ -321,6 +337,25 @@ class _Accepted:
 _ACCEPTED = _Accepted()
 
 
+class _NeverPaused:
+    """F6: ``H11Protocol.can_read`` once upgraded: set at the end, never waited on."""
+
+    async def set(self) -> None:
+        pass
+
+    async def clear(self) -> None:  # pragma: no cover - h11 is not consulted after the upgrade
+        raise AssertionError("an upgraded connection is never paused")
+
+    async def wait(self) -> None:  # pragma: no cover
+        raise AssertionError("an upgraded connection is never paused")
+
+    def is_set(self) -> bool:
+        return True
+
+
+_NEVER_PAUSED = _NeverPaused()
+
+
 async def _accept(self: Any, message: Any) -> None:
     """F4, F6: ``WSStream._accept``; a negotiated permessage-deflate inflates within the limit,
     and what only the handshake needed is let go."""
@@ -330,8 +365,9 @@ async def _accept(self: Any, message: Any) -> None:
     self.scope["headers"] = []  # the endpoint read what it needed before it accepted
     http = getattr(self.send, "__self__", None)  # H11Protocol (HTTP/1.1), or an H2 stream's
     upgraded = getattr(http, "connection", None)
-    if isinstance(upgraded, H11WSConnection):
+    if http is not None and isinstance(upgraded, H11WSConnection):
         upgraded.h11_connection = None  # type: ignore[assignment]  # only frames pass now
+        http.can_read = _NEVER_PAUSED  # h11 pauses between pipelined requests; none come now
     for extension in self.connection._proto.extensions:
         if type(extension) is PerMessageDeflate:
             extension.__class__ = BoundedDeflate
@@ -355,6 +391,45 @@ async def _tcp_run(self: Any) -> None:
         for part in (stream, protocol, wrapper, self):
             if part is not None:
                 part.__dict__.clear()
+
+
+_hypercorn_read_data = tcp_server.TCPServer._read_data
+
+
+async def _read_data(self: Any) -> None:
+    """S4: ``TCPServer._read_data``, reading the socket itself.
+
+    Hypercorn's loop reads through ``SocketStream.receive_some`` inside ``fail_after``: two
+    context managers and a cancel scope per read, all kept alive while an idle connection waits
+    (~1.5 KB each). Here a read that finds data takes it at once; only waiting for data has a
+    cancel scope, with the same deadline (``read_timeout``).
+    """
+    if type(self.stream) is not trio.SocketStream:
+        await _hypercorn_read_data(self)
+        return
+    sock = self.stream.socket
+    recv = sock._sock.recv  # type: ignore[attr-defined]  # the stdlib socket (non-blocking)
+    timeout = self.config.read_timeout or math.inf
+    handle = self.protocol.handle
+    while True:
+        try:
+            data = recv(tcp_server.MAX_RECV)
+        except BlockingIOError:
+            with trio.move_on_after(timeout) as waiting:
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:  # closed by the server meanwhile
+                    break
+            if waiting.cancelled_caught:  # idle for read_timeout
+                break
+            continue
+        except OSError:  # reset, or closed
+            break
+        await handle(RawData(data))
+        if not data:
+            break
+        await trio.lowlevel.checkpoint()  # as receive_some does: a flood cannot hog the loop
+    await self.protocol.handle(Closed())
 
 
 _hypercorn_protocol_send = tcp_server.TCPServer.protocol_send
@@ -510,7 +585,7 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Install F1-F6, and S1-S3 where they apply (see the table above; idempotent)."""
+    """Install F1-F6, and S1-S4 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
@@ -518,6 +593,7 @@ def install() -> None:
     if _shortcuts_apply():
         tcp_server.TCPServer._pending_tail = None  # type: ignore[attr-defined]
         tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+        tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign]
     # Per-stream state of F1 and F3, as class defaults: set on the instance when it changes.
     for name, default in _STREAM_STATE.items():
         setattr(WSStream, name, default)
