@@ -53,9 +53,11 @@ F6     ``WSStream._accept`` again (what only       Each WebSocket kept its reque
                                                    ~2 KB per connection for a minimal request,
                                                    more for a browser's. The scope's
                                                    ``headers`` is emptied once the app has
-                                                   accepted (the endpoint has read them), and
+                                                   accepted (the endpoint has read them),
                                                    h11's pause event (for pipelined requests)
-                                                   is a shared one that is always set.
+                                                   is a shared one that is always set, and
+                                                   wsproto's event queue a list (an empty
+                                                   deque is ~700 B).
 S1     ``TCPServer.protocol_send`` (write          Each frame Hypercorn sends takes the send lock
        without a scheduling round)                 and calls ``send_all``: two checkpoints, two
                                                    task switches around one ``write(2)``. The
@@ -102,6 +104,7 @@ slower. CI runs the integration and fault tests both ways (``make test-unpatched
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import multiprocessing
@@ -337,6 +340,17 @@ class _Accepted:
 _ACCEPTED = _Accepted()
 
 
+class _EventList(list[Any]):
+    """F6: wsproto's queue of the events one read parsed, as a list: an empty deque is ~700 B
+    (its first block), a list 56. wsproto appends, pops from the left and tests it for being
+    empty; it holds a few events at a time."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
 class _NeverPaused:
     """F6: ``H11Protocol.can_read`` once upgraded: set at the end, never waited on."""
 
@@ -362,6 +376,9 @@ async def _accept(self: Any, message: Any) -> None:
     await _hypercorn_accept(self, message)
     # F6: the 101 is sent and logged; from here on only ``handshake.accepted`` is read.
     self.handshake = _ACCEPTED
+    connection = self.connection  # wsproto's, new with the accept
+    if type(connection._events) is collections.deque and not connection._events:
+        connection._events = _EventList()
     self.scope["headers"] = []  # the endpoint read what it needed before it accepted
     http = getattr(self.send, "__self__", None)  # H11Protocol (HTTP/1.1), or an H2 stream's
     upgraded = getattr(http, "connection", None)
@@ -415,6 +432,10 @@ async def _read_data(self: Any) -> None:
         try:
             data = recv(tcp_server.MAX_RECV)
         except BlockingIOError:
+            data = None  # (waiting outside the except block: the error is not kept meanwhile)
+        except OSError:  # reset, or closed
+            break
+        if data is None:
             with trio.move_on_after(timeout) as waiting:
                 try:
                     await trio.lowlevel.wait_readable(sock)
@@ -423,8 +444,6 @@ async def _read_data(self: Any) -> None:
             if waiting.cancelled_caught:  # idle for read_timeout
                 break
             continue
-        except OSError:  # reset, or closed
-            break
         await handle(RawData(data))
         if not data:
             break
