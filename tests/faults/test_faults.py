@@ -22,7 +22,7 @@ from support import (
     unbatch,
 )
 
-from trio_broadcast.server import _hypercorn
+from trio_broadcast.server import _hypercorn, connection
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 BIG = "x" * 16_000  # large messages fill socket buffers quickly
@@ -211,6 +211,47 @@ async def test_abrupt_resets_mid_broadcast_leave_the_count_right(
     for listener in listeners:
         assert listener.seqs == list(range(1, 201))
     assert server.app.hub.statistics().evictions == {}
+
+
+@pytest.mark.parametrize("where", ["reading", "greeting"])
+async def test_an_error_inside_one_connection_closes_it_with_1011_and_nothing_else(
+    server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+) -> None:
+    # A bug that raises while a frame is taken (in Hypercorn's read loop for a detached
+    # connection, in the reader task otherwise) or while a writer greets must end that
+    # connection only: the server, its other clients and the counts carry on.
+    if where == "reading":
+        take = connection.Session.take
+
+        async def broken_take(self: connection.Session, data: str | bytes | None) -> bool:
+            if data == '{"message": "boom"}':
+                raise RuntimeError("injected")
+            return await take(self, data)
+
+        monkeypatch.setattr(connection.Session, "take", broken_take)
+    async with connect(server.ws_url) as healthy:
+        await receive_type(healthy, "welcome")
+        if where == "greeting":  # (the healthy client has been greeted already)
+
+            async def broken_greet(*args: object) -> None:
+                raise RuntimeError("injected")
+
+            monkeypatch.setattr(connection, "_greet", broken_greet)
+        victim = await RawClient.connect(server.info.host, server.info.port)
+        if where == "reading":
+            await victim.read_messages(1)  # its welcome
+            await victim.send_text('{"message": "boom"}')
+        assert await victim.read_until_closed() == 1011
+        victim.close()
+        await publish(healthy, "still here")
+        assert (await receive_type(healthy, "ack"))["seq"] == 1
+        await server.wait_for_connections(1)
+        await server.wait_for_sessions(1)
+    await server.wait_for_sessions(0)
+    caplog.clear()  # the injected error was logged (by Hypercorn, or as connection_failed)
 
 
 async def test_a_flooder_closed_with_1008_gets_its_tcp_connection_closed(

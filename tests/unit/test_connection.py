@@ -184,7 +184,7 @@ def writer_tasks() -> int:
     while nurseries:
         nursery = nurseries.pop()
         for task in nursery.child_tasks:
-            count += task.name.endswith("._Writer._write")
+            count += task.name.endswith(".Writer._write")
             nurseries.extend(task.child_nurseries)
     return count
 

@@ -105,12 +105,14 @@ slower. CI runs the integration and fault tests both ways (``make test-unpatched
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 import multiprocessing
 import os
 import weakref
 import zlib
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any, Protocol, cast
 
@@ -173,6 +175,11 @@ class _AppQueue:
         self._wake()
         return self._events.pop(0)
 
+    @property
+    def waiting(self) -> bool:
+        """Events wait for the app."""
+        return bool(self._events)
+
     def close(self) -> None:
         self._closed = True
         self._events.clear()
@@ -199,13 +206,15 @@ async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) ->
     async def send_after_closing_intake(message: Any) -> None:
         if message is None:  # the app has finished: unblock and refuse further frames first
             queue.close()
+            if getattr(ws, "_detached", None) is not None:
+                return  # S5: the connection goes on without the app's task
         await send(message)
 
     ws = getattr(send, "__self__", None)
     if isinstance(ws, WSStream) and not getattr(config, "trio_broadcast_compression", False):
         ws.handshake.extensions = None  # F4: before the app can accept, no extension offered
     if _shortcuts_apply():
-        _offer_direct_send(scope, send)
+        _offer_direct_send(scope, send, self._nursery)
     self._nursery.start_soon(
         task_group._handle,
         app,
@@ -405,6 +414,9 @@ async def _tcp_run(self: Any) -> None:
         wrapper = self.__dict__.get("protocol")
         protocol = getattr(wrapper, "protocol", None)
         stream = getattr(protocol, "stream", None)
+        detached = self.__dict__.get("_detached")
+        if detached is not None:  # S5: its last task has ended too
+            detached.connection_lost()
         for part in (stream, protocol, wrapper, self):
             if part is not None:
                 part.__dict__.clear()
@@ -498,13 +510,51 @@ class DirectSender:
     wsproto, so both methods first check that the connection is open with no message half sent.
     """
 
-    def __init__(self, ws: Any, server: Any) -> None:
+    def __init__(self, ws: Any, server: Any, nursery: trio.Nursery) -> None:
         # The WSStream holds this (in its ASGI scope): a weak reference back, so that the two
         # make no reference cycle.
         self._ws = weakref.proxy(ws)  # protocol state
         self._server = server  # the TCPServer: the socket, its send lock, the pending tail
         self._lock = server.send_lock  # Hypercorn's sends hold it
         self._socket = server.stream.socket._sock  # the stdlib socket (non-blocking)
+        self._nursery = nursery  # the connection's task group (Hypercorn's, per TCP connection)
+
+    def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Start a task in the connection's own task group: it is part of the connection, which
+        ends when its last task has. Nothing once the task group has closed (it is ending).
+
+        An error that escapes the task is handled as Hypercorn handles one that escapes an app:
+        logged ("Error in ASGI Framework") and the connection closed (1011 if it is open).
+        """
+        with contextlib.suppress(RuntimeError):  # "Nursery is closed to new arrivals"
+            self._nursery.start_soon(self._guarded, async_fn, *args)
+
+    async def _guarded(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        try:
+            await async_fn(*args)
+        except Exception:  # noqa: BLE001 - logged, as Hypercorn logs what escapes an app
+            await self._server.config.log.exception("Error in ASGI Framework")
+            await self.finish()
+
+    def detach(self, handler: Detached) -> bool:
+        """S5: from now on Hypercorn hands what it would put in the app's ``receive`` to
+        ``handler.deliver`` instead, in its own read loop, and the app may return while the
+        WebSocket stays open; ``handler.connection_lost()`` is called once every task of the
+        connection has ended. False, changing nothing, while events wait for the app (take
+        them first) or once the stream has closed."""
+        ws: Any = self._ws
+        queue = getattr(ws.app_put, "__self__", None)
+        if ws.closed or not isinstance(queue, _AppQueue) or queue.waiting:
+            return False
+        ws._detached = handler  # the app's return does not close the stream
+        ws.app_put = handler.deliver
+        self._server._detached = handler  # told when the connection's last task has ended
+        return True
+
+    async def finish(self) -> None:
+        """For a detached connection: what Hypercorn does when an app returns (after a close
+        frame, the TCP connection is closed)."""
+        await self._ws.app_send(None)
 
     def usable(self) -> bool:
         """Whether frames can be written as bytes now (the connection is open, plain)."""
@@ -549,7 +599,17 @@ class DirectSender:
 DIRECT_SEND = "trio_broadcast.direct_send"  # ASGI scope extension: a DirectSender
 
 
-def _offer_direct_send(scope: Any, send: Any) -> None:
+class Detached(Protocol):
+    """What a detached connection's app leaves Hypercorn to call (S5)."""
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """An ASGI receive event, from Hypercorn's read loop (which waits for it)."""
+
+    def connection_lost(self) -> None:
+        """Every task of the connection has ended (never blocks)."""
+
+
+def _offer_direct_send(scope: Any, send: Any, nursery: trio.Nursery) -> None:
     ws = getattr(send, "__self__", None)
     if not isinstance(ws, WSStream):
         return
@@ -557,7 +617,7 @@ def _offer_direct_send(scope: Any, send: Any) -> None:
     server = getattr(server, "__self__", None)
     stream = getattr(server, "stream", None)
     if isinstance(server, tcp_server.TCPServer) and type(stream) is trio.SocketStream:
-        scope.setdefault("extensions", {})[DIRECT_SEND] = DirectSender(ws, server)
+        scope.setdefault("extensions", {})[DIRECT_SEND] = DirectSender(ws, server, nursery)
         ws._pinged_by_app = True  # type: ignore[attr-defined]  # S3: the hub pings it
 
 
@@ -629,4 +689,5 @@ _STREAM_STATE = {
     "_closing_told": False,  # F3: the app was told to close
     "_unparsable": False,  # F3: wsproto failed to parse; received data is ignored
     "_pinged_by_app": False,  # S3: the app pings it (no pinger task of its own)
+    "_detached": None,  # S5: the handler Hypercorn delivers to once the app has returned
 }

@@ -13,7 +13,7 @@ takes the subscriber out of the hub.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -134,32 +134,112 @@ class ConnectParams:
 LatencyObserver = Callable[[float], None]
 
 
-async def run_connection(
-    hub: Hub,
-    transport: Transport,
-    params: ConnectParams,
-    *,
-    peer: str = "",
-    observe_latency: LatencyObserver | None = None,
-) -> None:
-    """Serve one client until it leaves, is dropped, or this call is cancelled.
+class Session:
+    """One accepted client: its subscriber, what its frames do, and its end.
 
-    A checkpoint; cancelling it is safe and leaves the hub without this client.
+    Driven by a reader task (:func:`run_connection`), or by the server itself for a connection
+    whose frames it delivers without a task of the app's (see :mod:`.endpoint`). Either way a
+    writer task (:class:`Writer`) runs beside it only while something is queued.
     """
-    hub.session_opened()
-    try:
-        await _serve_client(hub, transport, params, peer, observe_latency)
-    finally:
-        hub.session_closed()
+
+    __slots__ = ("client_closed", "finished", "hub", "observe_latency", "peer", "subscriber")
+
+    def __init__(
+        self,
+        hub: Hub,
+        subscriber: Subscriber,
+        peer: str,
+        observe_latency: LatencyObserver | None,
+    ) -> None:
+        self.hub = hub
+        self.subscriber = subscriber
+        self.peer = peer  # for logs
+        self.observe_latency = observe_latency
+        # How the client closed: its code and reason (kept, not the exception: an exception
+        # held by a frame its traceback holds is a reference cycle, garbage until a full
+        # collection).
+        self.client_closed: tuple[int | None, str] | None = None
+        self.finished = False  # the subscriber has left the hub
+
+    async def take(self, data: str | bytes | None) -> bool:
+        """One client frame: validated, rate limited and published, or refused with an error
+        frame. False when no more frames are to be read (evicted over the rate limit, or the
+        server is shutting down). Blocks only while the hub's intake is full."""
+        hub, subscriber = self.hub, self.subscriber
+        if not isinstance(data, str):
+            _refuse(hub, subscriber, BINARY_REFUSED)
+            return True
+        try:
+            publish = Publish.from_text(data)
+        except ProtocolError as error:
+            _refuse(hub, subscriber, error)
+            return True
+        verdict = subscriber.limiter.check(trio.current_time())
+        if verdict is Verdict.ABUSE:
+            hub.count_eviction("rate_abuse")
+            log.warning("evicted", client_id=subscriber.client_id, reason="rate_abuse")
+            hub.disconnect(subscriber, PolicyViolationError("publishing over the rate limit"))
+            return False
+        if verdict is Verdict.REFUSE:
+            rate = subscriber.limiter.rate
+            _refuse(
+                hub,
+                subscriber,
+                ProtocolError(ErrorCode.RATE_LIMITED, f"over {rate} messages/s; message dropped"),
+                id_=publish.id,
+            )
+            return True
+        try:
+            await hub.submit(subscriber, publish)
+        except trio.ClosedResourceError:  # shutting down: the writer sends 1001
+            return False
+        return True
+
+    def fail(self, failure: TransportFailed) -> None:
+        """What the client sent cannot be taken: the writer closes with ``failure``'s code."""
+        reason = failure.close.close_code.name.lower()
+        self.hub.count_eviction(reason)
+        log.warning("evicted", client_id=self.subscriber.client_id, reason=reason)
+        self.hub.disconnect(self.subscriber, failure.close)
+
+    def finish(self) -> None:
+        """The subscriber leaves the hub, and the end is logged (once; never blocks)."""
+        if self.finished:
+            return
+        self.finished = True
+        hub, subscriber = self.hub, self.subscriber
+        hub.unsubscribe(subscriber)
+        subscriber.outbox.close_taking()
+        closing = subscriber.closing
+        code: int | None
+        if closing is not None:  # we closed: our code
+            by, code, reason = "server", int(closing.close_code), closing.reason
+        elif self.client_closed is not None:
+            by, (code, reason) = "client", self.client_closed
+        else:  # cancelled
+            by, code, reason = "server", None, "cancelled"
+        log.info(
+            "disconnected",
+            client_id=subscriber.client_id,
+            peer=self.peer,
+            by=by,
+            code=code,
+            reason=reason,
+            connections=hub.connection_count,
+        )
 
 
-async def _serve_client(
+def subscribe(
     hub: Hub,
     transport: Transport,
     params: ConnectParams,
     peer: str,
-    observe_latency: LatencyObserver | None,
-) -> None:
+) -> Subscription:
+    """Register an accepted client with the hub, and log it.
+
+    Raises:
+        CloseConnection: refused (see :meth:`.Hub.subscribe`): close with its code.
+    """
     try:
         subscription = hub.subscribe(
             batch=params.batch,
@@ -170,99 +250,83 @@ async def _serve_client(
         )
     except CloseConnection as refusal:
         log.info("refused", peer=peer, code=int(refusal.close_code), reason=refusal.reason)
-        await transport.close(refusal.close_code, refusal.reason)
-        return
-    subscriber = subscription.subscriber
+        raise
     log.info(
         "connected",
-        client_id=subscriber.client_id,
+        client_id=subscription.subscriber.client_id,
         peer=peer,
         batch=params.batch,
         resume=params.since is not None,
         connections=hub.connection_count,
     )
-    # How the client closed: its code and reason (kept, not the exception: an exception held
-    # by a frame its traceback holds is a reference cycle, garbage until a full collection).
-    client_closed: tuple[int | None, str] | None = None
+    return subscription
+
+
+async def run_connection(
+    hub: Hub,
+    transport: Transport,
+    params: ConnectParams,
+    *,
+    peer: str = "",
+    observe_latency: LatencyObserver | None = None,
+) -> None:
+    """Serve one client until it leaves, is dropped, or this call is cancelled: a reader (this
+    task) and a writer task while something is queued, in a nursery of their own.
+
+    A checkpoint; cancelling it is safe and leaves the hub without this client.
+    """
+    hub.session_opened()
+    try:
+        try:
+            subscription = subscribe(hub, transport, params, peer)
+        except CloseConnection as refusal:
+            await transport.close(refusal.close_code, refusal.reason)
+            return
+        session = Session(hub, subscription.subscriber, peer, observe_latency)
+        try:
+            await _serve(session, transport, subscription)
+        finally:
+            session.finish()
+    finally:
+        hub.session_closed()
+
+
+async def _serve(session: Session, transport: Transport, subscription: Subscription) -> None:
     # Whether the client's close reply can still come; also when the writer ended the
     # connection (our close frame sent) and the reader was cancelled mid-receive.
     reply_expected = True
-    try:
-        async with trio.open_nursery() as nursery:
-            writer = _Writer(hub, subscriber, transport, nursery, observe_latency)
-            writer.start(subscription)
-            del subscription  # the writer has it; not kept here for the connection's life
-            try:
-                reply_expected = await _read(hub, subscriber, transport)
-            except TransportClosed as closed:
-                client_closed = closed.code, closed.reason
-                nursery.cancel_scope.cancel()  # nobody left to write to
-            finally:
-                writer.stop()  # the nursery closes once a running writer ends
-        if client_closed is None and reply_expected:
-            client_closed = await _await_close_reply(transport)
-    finally:
-        hub.unsubscribe(subscriber)
-        subscriber.outbox.close_taking()
-        closing = subscriber.closing
-        code: int | None
-        if closing is not None:  # we closed: our code
-            by, code, reason = "server", int(closing.close_code), closing.reason
-        elif client_closed is not None:
-            by, (code, reason) = "client", client_closed
-        else:  # cancelled
-            by, code, reason = "server", None, "cancelled"
-        log.info(
-            "disconnected",
-            client_id=subscriber.client_id,
-            peer=peer,
-            by=by,
-            code=code,
-            reason=reason,
-            connections=hub.connection_count,
-        )
+    async with trio.open_nursery() as nursery:
+
+        async def end() -> None:
+            nursery.cancel_scope.cancel()
+
+        writer = Writer(session, transport, nursery.start_soon, end, nursery.cancel_scope.cancel)
+        writer.start(subscription)
+        del subscription  # the writer has it; not kept here for the connection's life
+        try:
+            reply_expected = await _read(session, transport)
+        except TransportClosed as closed:
+            session.client_closed = closed.code, closed.reason
+            nursery.cancel_scope.cancel()  # nobody left to write to
+        finally:
+            writer.stop()  # the nursery closes once a running writer ends
+    if session.client_closed is None and reply_expected:
+        session.client_closed = await _await_close_reply(transport)
 
 
-async def _read(hub: Hub, subscriber: Subscriber, transport: Transport) -> bool:
+async def _read(session: Session, transport: Transport) -> bool:
     """Take client frames until the connection must close. Errors go back to the client.
 
     Returns whether the client's frames can still be read (a close reply can come).
     """
+    subscriber = session.subscriber
     while subscriber.closing is None:
         try:
             data = await transport.receive()
         except TransportFailed as failure:
-            reason = failure.close.close_code.name.lower()
-            hub.count_eviction(reason)
-            log.warning("evicted", client_id=subscriber.client_id, reason=reason)
-            hub.disconnect(subscriber, failure.close)
+            session.fail(failure)
             return failure.wait_for_reply
-        if not isinstance(data, str):
-            _refuse(hub, subscriber, BINARY_REFUSED)
-            continue
-        try:
-            publish = Publish.from_text(data)
-        except ProtocolError as error:
-            _refuse(hub, subscriber, error)
-            continue
-        verdict = subscriber.limiter.check(trio.current_time())
-        if verdict is Verdict.ABUSE:
-            hub.count_eviction("rate_abuse")
-            log.warning("evicted", client_id=subscriber.client_id, reason="rate_abuse")
-            hub.disconnect(subscriber, PolicyViolationError("publishing over the rate limit"))
-            return True
-        if verdict is Verdict.REFUSE:
-            rate = subscriber.limiter.rate
-            _refuse(
-                hub,
-                subscriber,
-                ProtocolError(ErrorCode.RATE_LIMITED, f"over {rate} messages/s; message dropped"),
-                id_=publish.id,
-            )
-            continue
-        try:
-            await hub.submit(subscriber, publish)
-        except trio.ClosedResourceError:  # shutting down: the writer sends 1001
+        if not await session.take(data):
             return True
     return True
 
@@ -292,9 +356,12 @@ def _refuse(hub: Hub, subscriber: Subscriber, error: ProtocolError, id_: str | N
     hub.reply(subscriber, encode_error(error.code, error.detail, id_))
 
 
-class _Writer:
-    """The connection's writer: a task in the connection's nursery, only while the client is
-    QUEUED (see the state table in :mod:`.hub`).
+Spawn = Callable[[Callable[[Subscription | None], Awaitable[None]], Subscription | None], object]
+
+
+class Writer:
+    """A connection's writer: a task beside the connection, only while the client is QUEUED
+    (see the state table in :mod:`.hub`).
 
     The first sends the welcome and any replay. Each writes what the hub queued, everything
     waiting in one write, until the outbox is empty; then, if the hub's pass can write to the
@@ -303,70 +370,78 @@ class _Writer:
     no writer task. Without a direct writer (``Transport.raw`` is None) the first writer waits
     for the outbox for the connection's whole life.
 
-    The connection ends (its nursery is cancelled) when a writer has sent the close frame, or
-    failed.
+    ``spawn`` starts a task beside the connection. After a writer has sent the close frame it
+    awaits ``end()``; if it fails, it calls ``abort()`` (both end the connection).
     """
 
-    __slots__ = ("_hub", "_nursery", "_observe_latency", "_running", "_subscriber", "_transport")
+    __slots__ = ("_abort", "_end", "_running", "_session", "_spawn", "_transport")
 
     def __init__(
         self,
-        hub: Hub,
-        subscriber: Subscriber,
+        session: Session,
         transport: Transport,
-        nursery: trio.Nursery,
-        observe_latency: LatencyObserver | None,
+        spawn: Spawn,
+        end: Callable[[], Awaitable[None]],
+        abort: Callable[[], None],
     ) -> None:
-        self._hub = hub
-        self._subscriber = subscriber
+        self._session = session
         self._transport = transport
-        self._nursery = nursery
-        self._observe_latency = observe_latency
+        self._spawn = spawn
+        self._end = end
+        self._abort = abort
         self._running = False  # a writer task is running
 
     def start(self, subscription: Subscription) -> None:
         """Start the first writer: the welcome and any replay, then the outbox."""
         self._running = True
-        self._subscriber.outbox.on_ready = self._wake
-        self._nursery.start_soon(self._write, subscription)
+        self._session.subscriber.outbox.on_ready = self._wake
+        self._spawn(self._write, subscription)
 
     def stop(self) -> None:
-        """Start no more writers (the reader has ended; one running goes on to its end)."""
-        self._subscriber.outbox.on_ready = None
+        """Start no more writers (the connection is ending; one running goes on to its end)."""
+        self._session.subscriber.outbox.on_ready = None
 
     def _wake(self) -> None:
         """Something was queued, or the outbox closed: start a writer unless one runs."""
         if not self._running:
             self._running = True
-            self._nursery.start_soon(self._write, None)
+            self._spawn(self._write, None)
 
     async def _write(self, subscription: Subscription | None) -> None:
-        hub, subscriber, transport = self._hub, self._subscriber, self._transport
-        outbox = subscriber.outbox
-        ends_connection = True  # unless it hands the client back to the pass
         try:
-            if subscription is not None:
-                await _greet(hub, transport, subscription)
-                del subscription  # the welcome and the replay list: not kept meanwhile
-            while subscriber.closing is None:
-                bundles = outbox.take_nowait()
-                if bundles:
-                    await _send_bundles(hub, transport, subscriber, bundles)
-                    if self._observe_latency is not None and bundles[0].entries:
-                        self._observe_latency(trio.current_time() - bundles[0].entries[0].created)
-                elif outbox.closed:
-                    break
-                elif hub.writer_idle(subscriber):  # DIRECT: the pass writes from now on
-                    ends_connection = False
-                    return
-                else:  # no direct writer: this task waits for the outbox
-                    await outbox.wait()
-            closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
-            await transport.close(closing.close_code, closing.reason)
-        finally:
+            closed = await self._write_until_idle(subscription)
+        except BaseException:
             self._running = False
-            if ends_connection:
-                self._nursery.cancel_scope.cancel()
+            self._abort()
+            raise
+        self._running = False
+        if closed:
+            await self._end()
+
+    async def _write_until_idle(self, subscription: Subscription | None) -> bool:
+        """Greet (the first writer), then write what is queued until the client is handed back
+        to the pass (False) or closed (True: the close frame was sent)."""
+        session, transport = self._session, self._transport
+        hub, subscriber = session.hub, session.subscriber
+        outbox = subscriber.outbox
+        if subscription is not None:
+            await _greet(hub, transport, subscription)
+            del subscription  # the welcome and the replay list: not kept meanwhile
+        while subscriber.closing is None:
+            bundles = outbox.take_nowait()
+            if bundles:
+                await _send_bundles(hub, transport, subscriber, bundles)
+                if session.observe_latency is not None and bundles[0].entries:
+                    session.observe_latency(trio.current_time() - bundles[0].entries[0].created)
+            elif outbox.closed:
+                break
+            elif hub.writer_idle(subscriber):  # DIRECT: the pass writes from now on
+                return False
+            else:  # no direct writer: this task waits for the outbox
+                await outbox.wait()
+        closing = subscriber.closing or CloseConnection("closed", CloseCode.NORMAL)
+        await transport.close(closing.close_code, closing.reason)
+        return True
 
 
 async def _greet(hub: Hub, transport: Transport, subscription: Subscription) -> None:

@@ -15,14 +15,20 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
+import trio
 
+from ..errors import CloseCode, CloseConnection
 from ._hypercorn import CLOSE_EVENT, DIRECT_SEND, DirectSender
 from .connection import (
+    CLOSE_TIMEOUT,
     ConnectParams,
     LatencyObserver,
+    Session,
     TransportClosed,
     TransportFailed,
+    Writer,
     run_connection,
+    subscribe,
 )
 from .handshake import Handshake, check
 from .hub import Hub
@@ -51,22 +57,29 @@ class AsgiTransport:
         self.raw = direct if direct is not None and direct.usable() else None
 
     async def receive(self) -> str | bytes | None:
-        message = await self._receive()
-        if message["type"] == "websocket.receive":
-            text: str | None = message.get("text")
-            return text if text is not None else message.get("bytes")
-        if message["type"] == CLOSE_EVENT:
-            raise TransportFailed(
-                message["code"], message["reason"], wait_for_reply=message["wait"]
-            )
-        # websocket.disconnect
-        raise TransportClosed(message.get("code"), message.get("reason") or "")
+        return _frame(await self._receive())
 
     async def send(self, frame: str) -> None:
         await self._send({"type": "websocket.send", "text": frame})
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+def _frame(message: Message) -> str | bytes | None:
+    """An ASGI receive event as a client frame (see :meth:`.connection.Transport.receive`).
+
+    Raises:
+        TransportClosed: the client is gone (``websocket.disconnect``).
+        TransportFailed: what it sent cannot be taken (``CLOSE_EVENT``).
+    """
+    if message["type"] == "websocket.receive":
+        text: str | None = message.get("text")
+        return text if text is not None else message.get("bytes")
+    if message["type"] == CLOSE_EVENT:
+        raise TransportFailed(message["code"], message["reason"], wait_for_reply=message["wait"])
+    # websocket.disconnect
+    raise TransportClosed(message.get("code"), message.get("reason") or "")
 
 
 async def serve_events(
@@ -98,13 +111,125 @@ async def serve_events(
     if accepted is None:
         return
     params, peer = accepted
-    await run_connection(
-        hub,
-        AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND)),
-        params,
-        peer=peer,
-        observe_latency=observe_latency,
+    transport = AsgiTransport(receive, send, scope.get("extensions", {}).get(DIRECT_SEND))
+    if transport.raw is None:
+        await run_connection(hub, transport, params, peer=peer, observe_latency=observe_latency)
+    else:
+        await _detach(hub, transport, transport.raw, receive, params, peer, observe_latency)
+
+
+async def _detach(
+    hub: Hub,
+    transport: AsgiTransport,
+    direct: DirectSender,
+    receive: Receive,
+    params: ConnectParams,
+    peer: str,
+    observe_latency: LatencyObserver | None,
+) -> None:
+    """Serve a connection Hypercorn can deliver to without a task of the app's (see
+    ``DirectSender.detach``): subscribe, start the first writer, hand the connection to
+    Hypercorn, and return. Events that came before the hand-over are taken here first."""
+    hub.session_opened()
+    try:
+        subscription = subscribe(hub, transport, params, peer)
+    except CloseConnection as refusal:
+        hub.session_closed()
+        await transport.close(refusal.close_code, refusal.reason)
+        return
+    connection = DetachedConnection(
+        Session(hub, subscription.subscriber, peer, observe_latency), direct
     )
+    handed_over = False
+    try:
+        writer = Writer(
+            connection.session, transport, direct.spawn, connection.closed_by_server, _no_abort
+        )
+        writer.start(subscription)
+        del subscription  # the writer has it
+        while not connection.session.finished:
+            if direct.detach(connection):
+                handed_over = True  # Hypercorn calls connection_lost at the end
+                return
+            await connection.deliver(await receive())
+    finally:
+        if not handed_over:
+            connection.connection_lost()
+
+
+def _no_abort() -> None:
+    """A detached connection's writer that fails: its error ends the connection's task group."""
+
+
+class DetachedConnection:
+    """A connection after its app has returned: Hypercorn's read loop delivers its ASGI events
+    here (``deliver``), a writer task runs beside it while something is queued, and Hypercorn
+    calls ``connection_lost`` once every task of the connection has ended.
+
+    No task of its own: an idle client is its socket, Hypercorn's read loop, the protocol
+    objects and the subscriber (about 14 KB instead of 19; see docs/BENCHMARKS.md).
+    """
+
+    __slots__ = ("_direct", "_gone", "_reply_expected", "session")
+
+    def __init__(self, session: Session, direct: DirectSender) -> None:
+        self.session = session
+        self._direct = direct
+        self._reply_expected = True  # the client's frames can still be read (its close reply)
+        self._gone: trio.Event | None = None  # set when the client has closed, if awaited
+
+    async def deliver(self, message: Message) -> None:
+        """One ASGI receive event: a frame to take, a failure to close for, or the end.
+
+        Runs in Hypercorn's read loop: an error here is logged and closes this connection
+        (1011), as one escaping an app's task would, rather than end the loop.
+        """
+        try:
+            await self._deliver(message)
+        except Exception:
+            log.exception("connection_failed", client_id=self.session.subscriber.client_id)
+            self.session.hub.disconnect(
+                self.session.subscriber,
+                CloseConnection("internal error", CloseCode.INTERNAL_ERROR),
+            )
+
+    async def _deliver(self, message: Message) -> None:
+        session = self.session
+        try:
+            data = _frame(message)
+        except TransportFailed as failure:
+            if session.subscriber.closing is None:
+                session.fail(failure)
+            if not failure.wait_for_reply:
+                self._reply_expected = False
+                self._client_gone()
+            return
+        except TransportClosed as closed:
+            session.client_closed = closed.code, closed.reason
+            session.finish()
+            self._client_gone()
+            return
+        if session.subscriber.closing is None:  # after a close, frames are discarded
+            await session.take(data)
+
+    async def closed_by_server(self) -> None:
+        """After the writer has sent our close frame: wait ``CLOSE_TIMEOUT`` at most for the
+        client's close reply (closing the socket on unread frames would reset it, and a reset
+        can destroy our close frame), then close the connection."""
+        if self._reply_expected and not self.session.finished:
+            gone = self._gone = trio.Event()
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await gone.wait()
+        self.session.finish()
+        await self._direct.finish()
+
+    def connection_lost(self) -> None:
+        self.session.finish()
+        self.session.hub.session_closed()
+
+    def _client_gone(self) -> None:
+        if self._gone is not None:
+            self._gone.set()
 
 
 async def _accept(
