@@ -86,6 +86,19 @@ S4     ``TCPServer._read_data`` (reads the         Each read went through ``rece
                                                    each). A read that finds data now takes it
                                                    at once; only the wait for data has a
                                                    cancel scope, with ``read_timeout``.
+S5     ``spawn_app``'s ``send`` and the stream's  A WebSocket's app task lived as long as the
+       ``app_put`` (a detached connection:         connection, mostly waiting in ``receive``:
+       ``DirectSender.detach``, ``spawn``,         the task, the call chain from Hypercorn to
+       ``finish``)                                 our reader and its queue were ~5 KB of each
+                                                   idle connection, and every client frame
+                                                   woke it. Once the app has greeted the client
+                                                   it hands the connection over and returns:
+                                                   Hypercorn's read loop calls the handler's
+                                                   ``deliver`` with each event, the app's
+                                                   return does not close the stream, tasks of
+                                                   the connection (its writers) start in the
+                                                   connection's task group, and F5 tells the
+                                                   handler when the last one has ended.
 R1     nothing: reads the ``shutdown_event``      Under the plain Hypercorn CLI the master stops
        argument of the worker's process            its workers by setting this event and then
        (:func:`hypercorn_shutdown_event`)          cancelling them; clients got no close frame.
@@ -664,7 +677,7 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Install F1-F6, and S1-S4 where they apply (see the table above; idempotent)."""
+    """Install F1-F6, and S1-S5 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]

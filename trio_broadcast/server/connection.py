@@ -311,7 +311,7 @@ async def _serve(session: Session, transport: Transport, subscription: Subscript
         finally:
             writer.stop()  # the nursery closes once a running writer ends
     if session.client_closed is None and reply_expected:
-        session.client_closed = await _await_close_reply(transport)
+        session.client_closed = await await_close_reply(transport)
 
 
 async def _read(session: Session, transport: Transport) -> bool:
@@ -331,7 +331,7 @@ async def _read(session: Session, transport: Transport) -> bool:
     return True
 
 
-async def _await_close_reply(transport: Transport) -> tuple[int | None, str] | None:
+async def await_close_reply(transport: Transport) -> tuple[int | None, str] | None:
     """After our close frame: discard what the client still sends until its close reply.
 
     Closing the socket while the client's frames are unread would reset it, and a reset can
@@ -396,6 +396,13 @@ class Writer:
         self._running = True
         self._session.subscriber.outbox.on_ready = self._wake
         self._spawn(self._write, subscription)
+
+    async def greet(self, subscription: Subscription) -> None:
+        """Be the first writer in the caller's task (no task to start): the welcome and any
+        replay, then the outbox, until the client is handed to the pass or closed."""
+        self._running = True
+        self._session.subscriber.outbox.on_ready = self._wake
+        await self._write(subscription)
 
     def stop(self) -> None:
         """Start no more writers (the connection is ending; one running goes on to its end)."""

@@ -10,6 +10,7 @@ extension, and the connection itself is :func:`.connection.run_connection` over
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,6 +28,7 @@ from .connection import (
     TransportClosed,
     TransportFailed,
     Writer,
+    await_close_reply,
     run_connection,
     subscribe,
 )
@@ -142,14 +144,14 @@ async def _detach(
     )
     handed_over = False
     try:
-        writer = Writer(
-            connection.session, transport, direct.spawn, connection.closed_by_server, _no_abort
-        )
-        writer.start(subscription)
-        del subscription  # the writer has it
+        # (The writer, not the connection, holds the transport: the stream holds the connection.)
+        end = functools.partial(connection.closed_by_server, transport)
+        writer = Writer(connection.session, transport, direct.spawn, end, _no_abort)
+        await writer.greet(subscription)  # in this task: one task fewer to start per client
+        del subscription
         while not connection.session.finished:
             if direct.detach(connection):
-                handed_over = True  # Hypercorn calls connection_lost at the end
+                connection.detached = handed_over = True  # Hypercorn calls connection_lost
                 return
             await connection.deliver(await receive())
     finally:
@@ -170,11 +172,12 @@ class DetachedConnection:
     objects and the subscriber (about 14 KB instead of 19; see docs/BENCHMARKS.md).
     """
 
-    __slots__ = ("_direct", "_gone", "_reply_expected", "session")
+    __slots__ = ("_direct", "_gone", "_reply_expected", "detached", "session")
 
     def __init__(self, session: Session, direct: DirectSender) -> None:
         self.session = session
         self._direct = direct
+        self.detached = False  # Hypercorn delivers to it (else the app's task still reads)
         self._reply_expected = True  # the client's frames can still be read (its close reply)
         self._gone: trio.Event | None = None  # set when the client has closed, if awaited
 
@@ -212,15 +215,19 @@ class DetachedConnection:
         if session.subscriber.closing is None:  # after a close, frames are discarded
             await session.take(data)
 
-    async def closed_by_server(self) -> None:
+    async def closed_by_server(self, transport: AsgiTransport) -> None:
         """After the writer has sent our close frame: wait ``CLOSE_TIMEOUT`` at most for the
         client's close reply (closing the socket on unread frames would reset it, and a reset
         can destroy our close frame), then close the connection."""
-        if self._reply_expected and not self.session.finished:
+        session = self.session
+        if not self.detached:  # closed while greeting: the app's task still reads
+            if session.client_closed is None:
+                session.client_closed = await await_close_reply(transport)
+        elif self._reply_expected and not session.finished:
             gone = self._gone = trio.Event()
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await gone.wait()
-        self.session.finish()
+        session.finish()
         await self._direct.finish()
 
     def connection_lost(self) -> None:
