@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from support import take_bundles
 
 from trio_broadcast.errors import BackplaneUnavailableError
+from trio_broadcast.server import replica as replica_module
 from trio_broadcast.server.backplane import AppendRequest, ReadTo, Record
 from trio_broadcast.server.config import Settings
 from trio_broadcast.server.hub import Hub, Subscriber
@@ -31,6 +33,7 @@ class MemoryLog:
         self.fault: str | None = None  # the next append: "before", "after", "after-read"
         self.reads = 0  # read() calls that returned entries
         self.counts: dict[str, int] = {}  # node -> connections, as reported
+        self.held = False  # reads wait (a reader far behind) until release_reads()
         self._changed = trio.Event()
 
     def _notify(self) -> None:
@@ -51,11 +54,15 @@ class MemoryLog:
 
     async def read(self, after: str, count: int) -> list[Record]:
         done = int(after.partition("-")[0])
-        while len(self.entries) <= done:
+        while self.held or len(self.entries) <= done:
             await self._changed.wait()
         self.reads += 1
         self._notify()
         return self.entries[done : done + count]
+
+    def release_reads(self) -> None:
+        self.held = False
+        self._notify()
 
     async def report(self, node: str, connections: int, ttl: float) -> tuple[int, str | None]:
         await trio.lowlevel.checkpoint()
@@ -169,6 +176,26 @@ async def test_a_failure_after_the_reader_delivered_the_entry_is_not_an_error() 
     assert (first["type"], first["id"], first["seq"]) == ("ack", "p1", 1)
     assert (second["type"], second["id"], second["seq"]) == ("ack", "p2", 2)
     assert hub.statistics().errors == {}
+
+
+async def test_the_appender_waits_while_its_own_entries_are_max_ahead_of_its_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The log is trimmed to a length: entries appended far ahead of the reader could be gone
+    # before it reads them, lost to every client of the node.
+    monkeypatch.setattr(replica_module, "MAX_AHEAD", 3)
+    log = MemoryLog()
+    log.held = True
+    async with running_hub(log) as hub:
+        author, other = hub.subscribe().subscriber, hub.subscribe().subscriber
+        for number in range(5):
+            await hub.submit(author, Publish(f"m{number}"))
+            await trio.testing.wait_all_tasks_blocked()  # one append each, while it can
+        assert [entry.message for entry in log.entries] == ["m0", "m1", "m2"]
+        log.release_reads()
+        got = await frames(other, 5)
+        assert [frame["message"] for frame in got] == [f"m{number}" for number in range(5)]
+        assert [frame["seq"] for frame in got] == [1, 2, 3, 4, 5]
 
 
 async def test_the_cluster_count_adds_every_node_reported() -> None:

@@ -25,7 +25,7 @@ log = structlog.get_logger("trio_broadcast.server.app")
 PACKAGED_STATIC = Path(str(resources.files("trio_broadcast") / "static"))
 FALLBACK_PAGE = Path(str(resources.files("trio_broadcast") / "fallback" / "index.html"))
 ASYNCAPI = Path(str(resources.files("trio_broadcast") / "wire" / "asyncapi.json"))  # the protocol
-MIN_STREAM_LENGTH = 1000  # entries the backplane's stream keeps at least, whatever history_size
+MIN_STREAM_LENGTH = 10_000  # entries the backplane's stream keeps at least (replica.MAX_AHEAD)
 MIN_STREAM_AGE = 60.0  # seconds the stream keeps entries at least, whatever history_ttl
 IMMUTABLE = "public, max-age=31536000, immutable"  # hashed Vite assets never change
 
