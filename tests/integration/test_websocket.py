@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -10,6 +11,7 @@ import pytest
 import trio
 from conftest import RunningServer
 from support import (
+    RawClient,
     close_code,
     connect,
     handshake_status,
@@ -198,6 +200,37 @@ async def test_a_new_client_asks_for_the_last_broadcasts(server: RunningServer) 
         "replayed": 2,
         "seq": welcome["seq"],
     }
+
+
+async def test_frames_sent_during_a_long_replay_are_taken_in_order_after_it(
+    server_factory: Callable[..., AbstractAsyncContextManager[RunningServer]],
+) -> None:
+    # The replay outgrows the socket's buffers, so the client's frames arrive while the server
+    # is still greeting it: they wait for the app's task, which takes them before it hands the
+    # connection over (a detached connection's pre-hand-over path), then the rest is as usual.
+    async with server_factory(publish_rate=None, max_message_bytes=20_000) as server:
+        big = "x" * 15_000
+        async with connect(server.ws_url) as sender:
+            await receive_type(sender, "welcome")
+            for n in range(100):
+                await publish(sender, big, id=f"s{n}")
+                await receive_type(sender, "ack")
+        client = await RawClient.connect(server.info.host, server.info.port, "?last=100")
+        for n in range(3):
+            await client.send_text(json.dumps({"message": f"early {n}", "id": f"e{n}"}))
+        frames = [json.loads(text) for text in await client.read_messages(1 + 100 + 1 + 3)]
+        await client.send_text(json.dumps({"message": "later", "id": "l"}))
+        later = json.loads((await client.read_messages(1 + 100 + 1 + 4))[-1])
+        client.close()
+    assert frames[0]["type"] == "welcome"
+    assert [frame["seq"] for frame in frames[1:101]] == list(range(1, 101))
+    assert frames[101]["type"] == "recovered"
+    assert [(frame["type"], frame["id"], frame["seq"]) for frame in frames[102:]] == [
+        ("ack", "e0", 101),
+        ("ack", "e1", 102),
+        ("ack", "e2", 103),
+    ]
+    assert (later["type"], later["id"], later["seq"]) == ("ack", "l", 104)
 
 
 @pytest.mark.parametrize(

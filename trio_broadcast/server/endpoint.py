@@ -147,11 +147,15 @@ async def _detach(
         # (The writer, not the connection, holds the transport: the stream holds the connection.)
         end = functools.partial(connection.closed_by_server, transport)
         writer = Writer(connection.session, transport, direct.spawn, end, _no_abort)
-        await writer.greet(subscription)  # in this task: one task fewer to start per client
+        connection.greeting = True
+        try:
+            await writer.greet(subscription)  # in this task: one task fewer to start per client
+        finally:
+            connection.greeting = False
         del subscription
         while not connection.session.finished:
             if direct.detach(connection):
-                connection.detached = handed_over = True  # Hypercorn calls connection_lost
+                handed_over = True  # Hypercorn calls connection_lost at the end
                 return
             await connection.deliver(await receive())
     finally:
@@ -160,7 +164,8 @@ async def _detach(
 
 
 def _no_abort() -> None:
-    """A detached connection's writer that fails: its error ends the connection's task group."""
+    """A detached connection's writer that fails: ``DirectSender.spawn`` logs the error and
+    closes the connection (the first, in the app's task: as any error escaping an app)."""
 
 
 class DetachedConnection:
@@ -172,12 +177,12 @@ class DetachedConnection:
     objects and the subscriber (about 14 KB instead of 19; see docs/BENCHMARKS.md).
     """
 
-    __slots__ = ("_direct", "_gone", "_reply_expected", "detached", "session")
+    __slots__ = ("_direct", "_gone", "_reply_expected", "greeting", "session")
 
     def __init__(self, session: Session, direct: DirectSender) -> None:
         self.session = session
         self._direct = direct
-        self.detached = False  # Hypercorn delivers to it (else the app's task still reads)
+        self.greeting = False  # the app's task is the writer now: nobody reads meanwhile
         self._reply_expected = True  # the client's frames can still be read (its close reply)
         self._gone: trio.Event | None = None  # set when the client has closed, if awaited
 
@@ -220,10 +225,10 @@ class DetachedConnection:
         client's close reply (closing the socket on unread frames would reset it, and a reset
         can destroy our close frame), then close the connection."""
         session = self.session
-        if not self.detached:  # closed while greeting: the app's task still reads
+        if self.greeting:  # closed while greeting, in the app's task: it reads the reply too
             if session.client_closed is None:
                 session.client_closed = await await_close_reply(transport)
-        elif self._reply_expected and not session.finished:
+        elif self._reply_expected and not session.finished:  # delivered by whoever reads
             gone = self._gone = trio.Event()
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await gone.wait()
