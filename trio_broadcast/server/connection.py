@@ -208,8 +208,8 @@ class Session:
             return
         self.finished = True
         hub, subscriber = self.hub, self.subscriber
+        subscriber.outbox.close_taking()  # first: the hub's close of it starts no writer now
         hub.unsubscribe(subscriber)
-        subscriber.outbox.close_taking()
         closing = subscriber.closing
         code: int | None
         if closing is not None:  # we closed: our code
