@@ -141,3 +141,15 @@ async def test_a_client_close_is_logged_with_its_own_code_and_reason(
         await server.wait_for_sessions(0)
     (line,) = (entry for entry in logs if entry["event"] == "disconnected")
     assert (line["by"], line["code"], line["reason"]) == ("client", 4321, "bye now")
+
+
+async def test_a_client_that_connects_and_says_nothing_is_dropped(server: RunningServer) -> None:
+    # Hypercorn's keep-alive timeout (5 s) guards a connection until its first request; the
+    # read loop starts that timer only once it has to wait for data (_hypercorn.py S6).
+    silent = trio.socket.socket()
+    await silent.connect((server.info.host, server.info.port))
+    with trio.fail_after(15):
+        assert await silent.recv(100) == b""  # closed by the server, nothing sent
+    silent.close()
+    async with connect(server.ws_url) as ws:  # and the server serves on
+        await receive_type(ws, "welcome")

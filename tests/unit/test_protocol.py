@@ -258,6 +258,48 @@ def test_error_frame_carries_code_and_detail(code: ErrorCode) -> None:
     }
 
 
+@given(
+    st.text(),
+    st.integers(min_value=0),
+    st.text(),
+    st.integers(min_value=0),
+    st.none() | st.integers(min_value=0),
+    st.text(),
+    st.booleans(),
+    st.dictionaries(st.text(), st.none() | st.integers() | st.floats(allow_nan=False)),
+)
+def test_welcome_template_writes_what_dumps_writes(
+    client_id: str,
+    seq: int,
+    epoch: str,
+    connections: int,
+    cluster_connections: int | None,
+    server: str,
+    batch: bool,
+    limits: dict[str, Any],
+) -> None:
+    frame: dict[str, Any] = {
+        "type": "welcome",
+        "client_id": client_id,
+        "seq": seq,
+        "epoch": epoch,
+        "connections": connections,
+    }
+    if cluster_connections is not None:
+        frame["cluster_connections"] = cluster_connections
+    frame.update(server=server, batch=batch, limits=limits)
+    assert dumps(frame) == encode_welcome(
+        client_id=client_id,
+        seq=seq,
+        epoch=epoch,
+        connections=connections,
+        server=server,
+        batch=batch,
+        limits=limits,
+        cluster_connections=cluster_connections,
+    )
+
+
 def test_welcome_frame_has_the_documented_fields() -> None:
     limits = {"max_message_bytes": 65536, "publish_rate": None, "history_ttl": 300.0}
     frame = encode_welcome(

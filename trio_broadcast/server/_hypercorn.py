@@ -99,6 +99,24 @@ S5     ``spawn_app``'s ``send`` and the stream's  A WebSocket's app task lived a
                                                    the connection (its writers) start in the
                                                    connection's task group, and F5 tells the
                                                    handler when the last one has ended.
+S6     ``TrioSingleTask.restart``, ``stop``     Every connection starts Hypercorn's idle-
+       from a plain connection's read loop (its    timeout task before its request and stops
+       first idle timeout starts when the loop     it when the request comes: at once for a
+       is about to wait for data)                  WebSocket, whose upgrade is usually there
+                                                   already. ``nursery.start()`` waited a
+                                                   scheduling round for a task that was then
+                                                   cancelled: ~12 % of an accept. Now S4's loop
+                                                   starts it only when it is about to wait.
+                                                   From an app's task (an HTTP keep-alive
+                                                   connection after a response) Hypercorn's
+                                                   own ``restart`` runs: there its ``start()``
+                                                   ends the new task at once, and a plain
+                                                   start would change how long such
+                                                   connections stay open.
+S7     ``TCPServer.run`` for plain TCP (in F5's   Every plain connection entered a TLS
+       wrapper)                                    handshake's timeout scope to find, by an
+                                                   AttributeError, that it is not TLS (~5 % of
+                                                   an accept). The same steps, without that.
 R1     nothing: reads the ``shutdown_event``      Under the plain Hypercorn CLI the master stops
        argument of the worker's process            its workers by setting this event and then
        (:func:`hypercorn_shutdown_event`)          cancelling them; clients got no close frame.
@@ -131,10 +149,13 @@ from typing import Any, Protocol, cast
 
 import trio
 from hypercorn.events import Closed, RawData
+from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.events import Data, StreamClosed
 from hypercorn.protocol.h11 import H11WSConnection
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
-from hypercorn.trio import task_group, tcp_server
+from hypercorn.trio import task_group, tcp_server, worker_context
+from hypercorn.typing import ConnectionState as HttpConnectionState
+from hypercorn.utils import parse_socket_addr
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.extensions import PerMessageDeflate
@@ -419,7 +440,10 @@ _hypercorn_tcp_run = tcp_server.TCPServer.run
 async def _tcp_run(self: Any) -> None:
     """F5: ``TCPServer.run``, then the connection's objects let go of each other."""
     try:
-        await _hypercorn_tcp_run(self)
+        if type(self.stream) is trio.SocketStream and _shortcuts_apply():
+            await _plain_tcp_run(self)  # S7
+        else:
+            await _hypercorn_tcp_run(self)
     finally:
         # TCPServer -> ProtocolWrapper -> H11Protocol -> WSStream, and back through the bound
         # methods each hands the next as ``send``: a cycle of ~60 objects per connection that
@@ -433,6 +457,37 @@ async def _tcp_run(self: Any) -> None:
         for part in (stream, protocol, wrapper, self):
             if part is not None:
                 part.__dict__.clear()
+
+
+async def _plain_tcp_run(self: Any) -> None:
+    """S7: ``TCPServer.run`` for a plain TCP stream, as Hypercorn 0.18 runs it after trying
+    a TLS handshake (a timeout scope entered, an AttributeError raised and caught: ~5 % of an
+    accept)."""
+    try:
+        socket = self.stream.socket
+        client = parse_socket_addr(socket.family, socket.getpeername())
+        server = parse_socket_addr(socket.family, socket.getsockname())
+        async with task_group.TaskGroup() as group:
+            self._task_group = group
+            self.protocol = ProtocolWrapper(
+                self.app,
+                self.config,
+                self.context,
+                group,
+                HttpConnectionState(self.state),
+                False,
+                client,
+                server,
+                self.protocol_send,
+                "http/1.1",
+            )
+            await self.protocol.initiate()
+            await self.idle_task.restart(self._task_group, self._idle_timeout)
+            await self._read_data()
+    except OSError:
+        pass
+    finally:
+        await self._close()
 
 
 _hypercorn_read_data = tcp_server.TCPServer._read_data
@@ -461,6 +516,7 @@ async def _read_data(self: Any) -> None:
         except OSError:  # reset, or closed
             break
         if data is None:
+            _start_idle_timeout(self)  # S6: Hypercorn's keep-alive timeout, now it is idle
             with trio.move_on_after(timeout) as waiting:
                 try:
                     await trio.lowlevel.wait_readable(sock)
@@ -474,6 +530,56 @@ async def _read_data(self: Any) -> None:
             break
         await trio.lowlevel.checkpoint()  # as receive_some does: a flood cannot hog the loop
     await self.protocol.handle(Closed())
+
+
+_hypercorn_restart = worker_context.TrioSingleTask.restart
+_hypercorn_stop = worker_context.TrioSingleTask.stop
+
+
+async def _single_task_restart(self: Any, task_group: Any, action: Any) -> None:
+    """S6: ``TrioSingleTask.restart``. From a plain connection's own read loop (its first idle
+    timeout, before the request) the task is not started yet: S4's loop starts it when it is
+    about to wait for data (:func:`_start_idle_timeout`), so a request already there, as a
+    WebSocket upgrade usually is, stops it before it ever ran."""
+    server = getattr(action, "__self__", None)
+    if (
+        task_group._nursery.parent_task is not trio.lowlevel.current_task()
+        or self._lock.locked()
+        or type(getattr(server, "stream", None)) is not trio.SocketStream
+    ):
+        self._deferred = None
+        await _hypercorn_restart(self, task_group, action)  # from an app's task: as Hypercorn
+        return
+    if self._handle is not None:
+        self._handle.cancel()
+    self._handle = trio.CancelScope()  # stop() cancels it, started or not
+    self._deferred = (task_group._nursery, action)
+
+
+async def _single_task_stop(self: Any) -> None:
+    """S6: ``TrioSingleTask.stop``; a task not started yet is dropped."""
+    self._deferred = None
+    if self._lock.locked():
+        await _hypercorn_stop(self)
+        return
+    if self._handle is not None:
+        self._handle.cancel()
+    self._handle = None
+
+
+def _start_idle_timeout(server: Any) -> None:
+    """S6: start the idle-timeout task that ``restart`` left for the read loop, if any."""
+    single = server.idle_task
+    deferred = single._deferred
+    if deferred is not None:
+        single._deferred = None
+        nursery, action = deferred
+        nursery.start_soon(_run_in_scope, single._handle, action)
+
+
+async def _run_in_scope(scope: trio.CancelScope, action: Callable[[], Awaitable[object]]) -> None:
+    with scope:
+        await action()
 
 
 _hypercorn_protocol_send = tcp_server.TCPServer.protocol_send
@@ -677,7 +783,7 @@ def _shortcuts_apply() -> bool:
 
 
 def install() -> None:
-    """Install F1-F6, and S1-S5 where they apply (see the table above; idempotent)."""
+    """Install F1-F6, and S1-S7 where they apply (see the table above; idempotent)."""
     if getattr(WSStream, _PATCHED, False):
         return
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
@@ -686,6 +792,9 @@ def install() -> None:
         tcp_server.TCPServer._pending_tail = None  # type: ignore[attr-defined]
         tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign]
+        worker_context.TrioSingleTask._deferred = None  # type: ignore[attr-defined]
+        worker_context.TrioSingleTask.restart = _single_task_restart  # type: ignore[method-assign]
+        worker_context.TrioSingleTask.stop = _single_task_stop  # type: ignore[method-assign]
     # Per-stream state of F1 and F3, as class defaults: set on the instance when it changes.
     for name, default in _STREAM_STATE.items():
         setattr(WSStream, name, default)

@@ -6,6 +6,7 @@ the same text goes to every subscriber (see :class:`Outgoing`).
 
 from __future__ import annotations
 
+import functools
 import json
 import json.encoder
 from collections.abc import Callable, Mapping, Sequence
@@ -152,17 +153,21 @@ def encode_welcome(
     limits: Mapping[str, Any],
     cluster_connections: int | None = None,
 ) -> str:
-    frame: dict[str, Any] = {
-        "type": "welcome",
-        "client_id": client_id,
-        "seq": seq,
-        "epoch": epoch,
-        "connections": connections,
-    }
+    """The welcome frame: the same text as ``dumps`` of its dict (tested), from a template and
+    a tail encoded once per server, batch flag and limits (one is built per connection)."""
+    string = _json_string
+    head = _WELCOME % (string(client_id), seq, string(epoch), connections)
     if cluster_connections is not None:
-        frame["cluster_connections"] = cluster_connections
-    frame.update(server=server, batch=batch, limits=dict(limits))
-    return dumps(frame)
+        head += f',"cluster_connections":{cluster_connections:d}'
+    return head + _welcome_tail(server, batch, tuple(limits.items()))
+
+
+_WELCOME = '{"type":"welcome","client_id":%s,"seq":%d,"epoch":%s,"connections":%d'
+
+
+@functools.lru_cache(maxsize=16)
+def _welcome_tail(server: str, batch: bool, limits: tuple[tuple[str, Any], ...]) -> str:
+    return "," + dumps({"server": server, "batch": batch, "limits": dict(limits)})[1:]
 
 
 @attrs.frozen
