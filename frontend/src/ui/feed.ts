@@ -66,8 +66,10 @@ export class FeedView {
   add(entry: Entry, reveal = false): void {
     if (reveal) this.reveal = true;
     this.queue.push(entry);
-    // Never queue more than the list can show: the rest would be dropped at flush anyway.
+    // Never queue more than the list can show: the rest would be dropped at flush anyway (and
+    // counts as trimmed, like entries the list drops once shown).
     if (this.queue.length > this.options.capacity * 2) {
+      this.trimmed += this.queue.length - this.options.capacity;
       this.queue = this.queue.slice(-this.options.capacity);
     }
     this.schedule();
@@ -130,6 +132,7 @@ export class FeedView {
     this.reveal = false;
     const { capacity, newestFirst, view } = this.options;
     const added = this.queue.length > capacity ? this.queue.slice(-capacity) : this.queue;
+    this.trimmed += this.queue.length - added.length; // a burst larger than the list: never shown
     this.queue = [];
     if (added.length > 0) {
       const fragment = document.createDocumentFragment();
