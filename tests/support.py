@@ -281,3 +281,13 @@ async def take_bundles(subscriber: Subscriber) -> list[Bundle]:
             raise trio.EndOfChannel
         await outbox.wait()
     return outbox.take_nowait()
+
+
+def running_tasks() -> list[trio.lowlevel.Task]:
+    """Every task of this trio run, the root task included."""
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    tasks = [root]
+    for task in tasks:  # grows as it goes: breadth first
+        tasks.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return tasks

@@ -16,7 +16,15 @@ import pytest
 import trio
 from conftest import RunningServer
 from redis_server import free_port, open_redis_server
-from support import JSON, connect, publish, read_until_closed, receive_json, receive_type
+from support import (
+    JSON,
+    connect,
+    publish,
+    read_until_closed,
+    receive_json,
+    receive_type,
+    running_tasks,
+)
 from trio_websocket import WebSocketConnection
 
 from trio_broadcast.errors import BackplaneUnavailableError
@@ -31,13 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 def task_count() -> int:
     """Every task in this trio run."""
-
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    return walk(root)
+    return len(running_tasks())
 
 
 async def wait_for_state(servers: list[RunningServer], state: BackplaneState) -> None:

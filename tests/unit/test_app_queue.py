@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import trio
 import trio.testing
 
@@ -61,18 +63,31 @@ async def test_closing_drops_what_waits_and_unblocks_the_read_loop_for_good() ->
         assert queue._events == []
 
 
+async def cancelled_while_waiting(wait: Callable[[], Awaitable[object]]) -> None:
+    """Run ``wait`` until it blocks, then cancel it; it must not have returned."""
+    returned = False
+
+    async def waiter() -> None:
+        nonlocal returned
+        await wait()
+        returned = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert not returned
+
+
 async def test_a_cancelled_wait_leaves_the_queue_usable() -> None:
     queue = _AppQueue(1)
     with trio.fail_after(TIMEOUT):
-        with trio.move_on_after(0.01) as waited:  # the app waits for an event, and gives up
-            await queue.receive()
-        assert waited.cancelled_caught
+        await cancelled_while_waiting(queue.receive)  # the app waits for an event, and gives up
         await queue.put("next")
         assert await queue.receive() == "next"
         await queue.put("fills it")
-        with trio.move_on_after(0.01) as waited:  # the read loop waits for room, and gives up
-            await queue.put("no room")
-        assert waited.cancelled_caught
+        # the read loop waits for room, and gives up
+        await cancelled_while_waiting(lambda: queue.put("no room"))
         assert await queue.receive() == "fills it"
         await queue.put("room again")
         assert await queue.receive() == "room again"

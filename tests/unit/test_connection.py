@@ -10,6 +10,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from support import running_tasks
 from wsproto.frame_protocol import FrameProtocol
 
 from trio_broadcast.server.config import Settings
@@ -177,16 +178,7 @@ async def servers() -> AsyncIterator[ServerFactory]:
 
 def writer_tasks() -> int:
     """Connection writer tasks running now, anywhere in this run."""
-    count = 0
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    nurseries = list(root.child_nurseries)
-    while nurseries:
-        nursery = nurseries.pop()
-        for task in nursery.child_tasks:
-            count += task.name.endswith(".Writer._write")
-            nurseries.extend(task.child_nurseries)
-    return count
+    return sum(task.name.endswith(".Writer._write") for task in running_tasks())
 
 
 # -- the happy path --------------------------------------------------------------------------

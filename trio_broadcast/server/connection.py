@@ -393,16 +393,19 @@ class Writer:
 
     def start(self, subscription: Subscription) -> None:
         """Start the first writer: the welcome and any replay, then the outbox."""
-        self._running = True
-        self._session.subscriber.outbox.on_ready = self._wake
+        self._first()
         self._spawn(self._write, subscription)
 
     async def greet(self, subscription: Subscription) -> None:
         """Be the first writer in the caller's task (no task to start): the welcome and any
         replay, then the outbox, until the client is handed to the pass or closed."""
+        self._first()
+        await self._write(subscription)
+
+    def _first(self) -> None:
+        """The first writer runs; from now on a put starts one when none does."""
         self._running = True
         self._session.subscriber.outbox.on_ready = self._wake
-        await self._write(subscription)
 
     def stop(self) -> None:
         """Start no more writers (the connection is ending; one running goes on to its end)."""
